@@ -1,0 +1,102 @@
+"""Activation functions σ, each a small class with ``fn`` (σ(z)) and ``prime`` (σ′(z)).
+
+Every method works on NumPy or CuPy arrays alike (the array module comes from the
+argument) and is stable for any finite z: no overflow warning at z = ±1000.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import get_array_module
+
+__all__ = ["Activation", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh", "get"]
+
+
+class Activation:
+    """σ applied elementwise; ``prime`` is its derivative σ′, used by BP1 and BP2."""
+
+    name = ""
+
+    def fn(self, z: Any) -> Any:
+        raise NotImplementedError
+
+    def prime(self, z: Any) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Sigmoid(Activation):
+    """σ(z) = 1/(1 + e⁻ᶻ), written as ½(1 + tanh(z/2)): one transcendental, no overflow."""
+
+    name = "sigmoid"
+
+    def fn(self, z: Any) -> Any:
+        xp = get_array_module(z)
+        return 0.5 * (1.0 + xp.tanh(0.5 * z))
+
+    def prime(self, z: Any) -> Any:
+        s = self.fn(z)
+        return s * (1.0 - s)
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def fn(self, z: Any) -> Any:
+        return get_array_module(z).tanh(z)
+
+    def prime(self, z: Any) -> Any:
+        t = get_array_module(z).tanh(z)
+        return 1.0 - t * t
+
+
+class ReLU(Activation):
+    """max(0, z); σ′(0) is taken as 0."""
+
+    name = "relu"
+
+    def fn(self, z: Any) -> Any:
+        return get_array_module(z).maximum(z, 0)
+
+    def prime(self, z: Any) -> Any:
+        return (z > 0).astype(z.dtype)
+
+
+class Identity(Activation):
+    name = "identity"
+
+    def fn(self, z: Any) -> Any:
+        return z
+
+    def prime(self, z: Any) -> Any:
+        return get_array_module(z).ones_like(z)
+
+
+class Softmax(Activation):
+    """aⱼ = e^{zⱼ} / Σₖ e^{zₖ} over each column, shifted by the column's maximum.
+
+    Softmax is not elementwise, so it has no σ′ for the Hadamard form of BP1; it is
+    an output layer only, paired with the log-likelihood cost, whose δᴸ = a − y
+    needs no σ′ (Nielsen, ch. 3). The network refuses any other use.
+    """
+
+    name = "softmax"
+
+    def fn(self, z: Any) -> Any:
+        xp = get_array_module(z)
+        e = xp.exp(z - z.max(axis=0, keepdims=True))
+        return e / e.sum(axis=0, keepdims=True)
+
+
+_ACTIVATIONS = {cls.name: cls for cls in (Sigmoid, Tanh, ReLU, Identity, Softmax)}
+HIDDEN = ("sigmoid", "tanh", "relu", "identity")
+
+
+def get(name: str, *, argument: str = "activation") -> Activation:
+    """The activation called ``name``; ``ValueError`` naming the argument if unknown."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"{argument} must be one of {', '.join(map(repr, _ACTIVATIONS))}, got {name!r}")
+    return _ACTIVATIONS[name]()

@@ -1,0 +1,212 @@
+"""The array-module switch: NumPy on the CPU, CuPy on a CUDA GPU.
+
+This is the only module of xpbp that imports ``cupy``. Everything else asks it for
+the array module (``xp``) of a device or of an array, and moves data across the
+host/device boundary only through :func:`to_device` and :func:`to_numpy`.
+
+A device is named ``"cpu"``, ``"cuda"`` (the current GPU), ``"cuda:N"`` or
+``"auto"`` (a GPU when one is usable, else the CPU). :func:`canonical` turns any of
+them into ``"cpu"`` or ``"cuda:N"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+try:  # CuPy is optional; keep the reason it failed to show when CUDA is asked for.
+    import cupy
+except Exception as e:  # ImportError, or a CuPy whose CUDA libraries are broken
+    cupy = None
+    _cupy_error: Exception | None = e
+else:
+    _cupy_error = None
+
+__all__ = [
+    "canonical",
+    "cuda_available",
+    "device_of",
+    "get_array_module",
+    "resolve",
+    "to_device",
+    "to_numpy",
+]
+
+log = logging.getLogger(__name__)
+
+_INSTALL_HINT = (
+    "install CuPy for your CUDA toolkit, e.g. pip install 'xpbp[cuda12x]' "
+    "(CUDA 12) or pip install 'xpbp[cuda13x]' (CUDA 13), or use device='cpu'"
+)
+
+
+class Backend:
+    """How xpbp talks to one kind of device: its array module and its transfers.
+
+    The CPU backend is NumPy itself. Subclasses override the methods below; the
+    network code never asks which backend it has.
+    """
+
+    name = "cpu"
+
+    @property
+    def xp(self) -> ModuleType:
+        return np
+
+    def check(self, index: int) -> None:
+        """Raise a ``RuntimeError`` naming the cause and the fix if ``index`` is unusable."""
+
+    def count(self) -> int:
+        """How many devices of this kind are usable."""
+        return 1
+
+    def current(self) -> int:
+        """The index of the current device, for a name without ``:N``."""
+        return 0
+
+    def use(self, index: int) -> None:
+        """Make device ``index`` the current one."""
+
+    def owns(self, a: Any) -> bool:
+        return isinstance(a, np.ndarray)
+
+    def index_of(self, a: Any) -> int:
+        return 0
+
+    def asarray(self, a: Any, index: int) -> Any:
+        """``a`` as an array on device ``index``; no copy when it is already there."""
+        return np.asarray(a)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return np.asarray(a)
+
+
+class CudaBackend(Backend):
+    """CuPy on NVIDIA GPUs."""
+
+    name = "cuda"
+
+    @property
+    def xp(self) -> ModuleType:
+        self.check(0)
+        return cupy
+
+    def count(self) -> int:
+        if cupy is None:
+            return 0
+        try:
+            return cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError:
+            return 0
+
+    def check(self, index: int) -> None:
+        if cupy is None:
+            raise RuntimeError(f"CUDA was asked for but CuPy could not be imported ({_cupy_error}); {_INSTALL_HINT}")
+        n = self.count()
+        if n == 0:
+            raise RuntimeError(
+                "CUDA was asked for but CuPy finds no usable CUDA device (no GPU, or no NVIDIA driver); "
+                "check `nvidia-smi`, or use device='cpu'"
+            )
+        if not 0 <= index < n:
+            raise RuntimeError(f"device 'cuda:{index}' does not exist: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+
+    def current(self) -> int:
+        return cupy.cuda.runtime.getDevice() if self.count() else 0
+
+    def use(self, index: int) -> None:
+        cupy.cuda.Device(index).use()
+
+    def owns(self, a: Any) -> bool:
+        return cupy is not None and isinstance(a, cupy.ndarray)
+
+    def index_of(self, a: Any) -> int:
+        return a.device.id
+
+    def asarray(self, a: Any, index: int) -> Any:
+        with cupy.cuda.Device(index):
+            return cupy.asarray(a)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return cupy.asnumpy(a)
+
+
+# Backends by device name. The test suite registers a strict stand-in for CuPy here.
+_BACKENDS: dict[str, Backend] = {"cpu": Backend(), "cuda": CudaBackend()}
+
+
+def _split(device: str) -> tuple[Backend, int]:
+    """``"cuda:1"`` -> (the CUDA backend, 1); raises ``ValueError`` for unknown names."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu', 'cuda', 'cuda:0' or 'auto', got {type(device).__name__}")
+    kind, _, index = device.partition(":")
+    if kind not in _BACKENDS or (index and not index.isdigit()) or (kind == "cpu" and index not in ("", "0")):
+        names = ", ".join(repr(k) for k in _BACKENDS)
+        raise ValueError(f"unknown device {device!r}: expected 'auto' or one of {names}, optionally with ':N' (e.g. 'cuda:0')")
+    backend = _BACKENDS[kind]
+    return backend, int(index) if index else backend.current()
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    return _BACKENDS["cuda"].count() > 0
+
+
+def canonical(device: str) -> str:
+    """Resolve ``device`` to ``"cpu"`` or ``"kind:N"``, checking that it is usable.
+
+    ``"auto"`` picks ``cuda:0`` when :func:`cuda_available`, else ``"cpu"``, and logs
+    which it chose and why.
+    """
+    if device == "auto":
+        if cuda_available():
+            log.info("xpbp: device 'auto' chose cuda:0")
+            return "cuda:0"
+        reason = f"CuPy could not be imported ({_cupy_error})" if cupy is None else "CuPy sees no CUDA device"
+        log.info("xpbp: device 'auto' chose cpu: %s", reason)
+        return "cpu"
+    backend, index = _split(device)
+    backend.check(index)
+    return "cpu" if backend.name == "cpu" else f"{backend.name}:{index}"
+
+
+def resolve(device: str) -> ModuleType:
+    """The array module (NumPy or CuPy) for ``device``; selects that CUDA device."""
+    backend, index = _split(canonical(device))
+    backend.use(index)
+    return backend.xp
+
+
+def _backend_of(a: Any) -> Backend:
+    for backend in _BACKENDS.values():
+        if backend.name != "cpu" and backend.owns(a):
+            return backend
+    return _BACKENDS["cpu"]
+
+
+def get_array_module(a: Any) -> ModuleType:
+    """NumPy for host data (arrays, lists, scalars), CuPy for CuPy arrays."""
+    return _backend_of(a).xp
+
+
+def device_of(a: Any) -> str:
+    """``"cpu"`` for host data, ``"cuda:N"`` for an array on GPU N."""
+    backend = _backend_of(a)
+    return "cpu" if backend.name == "cpu" else f"{backend.name}:{backend.index_of(a)}"
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """``a`` as a NumPy array, copying it to the host if it lives on a device."""
+    return _backend_of(a).to_numpy(a)
+
+
+def to_device(a: Any, device: str) -> Any:
+    """``a`` as an array on ``device``; no copy when it already lives there."""
+    backend, index = _split(canonical(device))
+    source = _backend_of(a)
+    if source is not backend or (backend.name != "cpu" and source.index_of(a) != index):
+        a = source.to_numpy(a)  # leaving a device goes through the host
+    return backend.asarray(a, index)

@@ -1,0 +1,109 @@
+"""Cost functions C, each a small class in the manner of Nielsen's ``network2.py``.
+
+For output activations ``a`` and targets ``y`` of shape ``(n_out, m)`` (examples as
+columns):
+
+- ``fn(a, y)``: the cost Cₓ of each example, shape ``(m,)``;
+- ``prime(a, y)``: ∇ₐC, the gradient of Cₓ with respect to the output activations;
+- ``delta(z, a, y, activation)``: the output error δᴸ of equation BP1.
+
+Logarithms are guarded at 0 and 1: a saturated output costs −ln(tiny) (about 87 in
+float32, 708 in float64) instead of ∞, and a term whose target is 0 costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .activations import Activation
+from .backend import get_array_module
+
+__all__ = ["Cost", "CrossEntropyCost", "LogLikelihoodCost", "QuadraticCost", "get"]
+
+
+def _log(a: Any) -> Any:
+    """ln a, with a clipped below at the dtype's smallest normal number."""
+    xp = get_array_module(a)
+    return xp.log(xp.maximum(a, xp.finfo(a.dtype).tiny))
+
+
+def _xlog(y: Any, a: Any) -> Any:
+    """y ln a, and 0 wherever y is 0 (so 0·ln 0 = 0)."""
+    return get_array_module(a).where(y == 0, 0, y * _log(a))
+
+
+class Cost:
+    name = ""
+    # The output activation whose σ′ cancels in ``delta``; None means any elementwise one.
+    requires: str | None = None
+
+    def fn(self, a: Any, y: Any) -> Any:
+        raise NotImplementedError
+
+    def prime(self, a: Any, y: Any) -> Any:
+        raise NotImplementedError
+
+    def delta(self, z: Any, a: Any, y: Any, activation: Activation) -> Any:
+        """BP1: δᴸ = ∇ₐC ⊙ σ′(zᴸ)."""
+        return self.prime(a, y) * activation.prime(z)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class QuadraticCost(Cost):
+    """Cₓ = ½‖y − a‖²."""
+
+    name = "quadratic"
+
+    def fn(self, a: Any, y: Any) -> Any:
+        d = a - y
+        return 0.5 * (d * d).sum(axis=0)
+
+    def prime(self, a: Any, y: Any) -> Any:
+        return a - y
+
+
+class CrossEntropyCost(Cost):
+    """Cₓ = −Σⱼ [yⱼ ln aⱼ + (1 − yⱼ) ln(1 − aⱼ)], for a sigmoid output layer."""
+
+    name = "cross_entropy"
+    requires = "sigmoid"
+
+    def fn(self, a: Any, y: Any) -> Any:
+        return -(_xlog(y, a) + _xlog(1 - y, 1 - a)).sum(axis=0)
+
+    def prime(self, a: Any, y: Any) -> Any:
+        return (a - y) / (a * (1 - a))
+
+    def delta(self, z: Any, a: Any, y: Any, activation: Activation) -> Any:
+        # BP1 with σ′(z) = a(1 − a) cancelling the denominator of ∇ₐC.
+        return a - y
+
+
+class LogLikelihoodCost(Cost):
+    """Cₓ = −Σⱼ yⱼ ln aⱼ, which is −ln a_y for a one-hot y; for a softmax output layer."""
+
+    name = "log_likelihood"
+    requires = "softmax"
+
+    def fn(self, a: Any, y: Any) -> Any:
+        return -_xlog(y, a).sum(axis=0)
+
+    def prime(self, a: Any, y: Any) -> Any:
+        return -y / a
+
+    def delta(self, z: Any, a: Any, y: Any, activation: Activation) -> Any:
+        # BP1 through softmax's Jacobian diag(a) − a aᵀ: (diag(a) − a aᵀ)(−y/a) = a − y·Σy = a − y
+        # for targets that sum to 1 over each column.
+        return a - y
+
+
+_COSTS = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+
+
+def get(name: str) -> Cost:
+    """The cost called ``name``; ``ValueError`` if unknown."""
+    if name not in _COSTS:
+        raise ValueError(f"cost must be one of {', '.join(map(repr, _COSTS))}, got {name!r}")
+    return _COSTS[name]()
