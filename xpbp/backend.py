@@ -142,8 +142,8 @@ def _split(device: str) -> tuple[Backend, int]:
     """``"cuda:1"`` -> (the CUDA backend, 1); raises ``ValueError`` for unknown names."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu', 'cuda', 'cuda:0' or 'auto', got {type(device).__name__}")
-    kind, _, index = device.partition(":")
-    if kind not in _BACKENDS or (index and not index.isdigit()) or (kind == "cpu" and index not in ("", "0")):
+    kind, colon, index = device.partition(":")
+    if kind not in _BACKENDS or (colon and not index.isdigit()) or (kind == "cpu" and index not in ("", "0")):
         names = ", ".join(repr(k) for k in _BACKENDS)
         raise ValueError(f"unknown device {device!r}: expected 'auto' or one of {names}, optionally with ':N' (e.g. 'cuda:0')")
     backend = _BACKENDS[kind]

@@ -76,6 +76,16 @@ def _real(value: Any, name: str, low: float, high: float = float("inf"), *, high
     return v
 
 
+def _real_array(a: Any, name: str) -> Any:
+    """``a`` as an array (host data becomes NumPy), refusing what is not real numbers
+    before it reaches a device."""
+    if not hasattr(a, "dtype") or not hasattr(a, "ndim"):
+        a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
 class Network:
     """A fully-connected feedforward network.
 
@@ -159,10 +169,8 @@ class Network:
     def _matrix(self, a: Any, name: str, width: int, *, columns: bool, finite: bool = True) -> Any:
         """Validate a 2-D input and bring it to the device. ``columns``: examples are columns
         (shape ``(width, m)``), else rows (shape ``(N, width)``)."""
-        a = backend.to_device(a, self.device)
+        a = backend.to_device(_real_array(a, name), self.device)
         want = f"({width}, m)" if columns else f"(n_examples, {width})"
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
         if a.ndim != 2 or a.shape[0 if columns else 1] != width:
             raise ValueError(f"{name} must have shape {want}, got shape {a.shape}")
         if a.size == 0:
@@ -177,7 +185,7 @@ class Network:
         integer labels ``(n,)``. ``y`` is labels (one-hot made on the device) or float targets
         (labels are their argmax)."""
         xp, n_out = self.xp, self.sizes[-1]
-        y = backend.to_device(y, self.device)
+        y = backend.to_device(_real_array(y, name), self.device)
         if y.ndim == 2:
             Y = self._matrix(y, name, n_out, columns=False)
             if Y.shape[0] != n:
@@ -409,17 +417,16 @@ def load(path: str | os.PathLike, device: str = "auto") -> Network:
     """Read a network written by :meth:`Network.save`, onto ``device``. Never unpickles;
     raises ``ValueError`` for a file that is not a valid xpbp model."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a valid xpbp model file (not a readable .npz: {e})") from None
-    if data.get("format", np.array("")).item() != FORMAT:
+    with open(path, "rb") as fh:  # our own handle, closed even when np.load fails half-way
+        try:
+            with np.load(fh, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path} is not a valid xpbp model file (not a readable .npz: {e})") from None
+    if str(data.get("format", "")) != FORMAT:
         raise ValueError(f"{path} is not an xpbp model file (no format {FORMAT!r} marker)")
-    version = int(data["version"]) if "version" in data else -1
-    if version != VERSION:
+    version = str(data.get("version", "missing"))
+    if version != str(VERSION):
         raise ValueError(f"{path} has model format version {version}; this xpbp reads version {VERSION}")
     try:
         sizes = [int(n) for n in data["sizes"]]

@@ -1,0 +1,150 @@
+"""fit: the update rule, reproducibility, dtypes, and learning on real digits."""
+
+import numpy as np
+import pytest
+
+import xpbp
+from xpbp import datasets, to_numpy
+
+
+def blobs(rng, n=200, classes=3, dim=4):
+    """A small fixed problem: Gaussian clusters, one per class."""
+    centres = rng.standard_normal((classes, dim)) * 3
+    y = rng.integers(classes, size=n)
+    return (centres[y] + rng.standard_normal((n, dim))).astype(np.float32), y
+
+
+def weights(net):
+    """A host copy of the parameters (to_numpy does not copy arrays already on the host)."""
+    return [to_numpy(p).copy() for p in net.weights + net.biases]
+
+
+def test_cost_falls_and_accuracy_rises(device, rng):
+    X, y = blobs(rng)
+    net = xpbp.Network([4, 8, 3], device=device, seed=3)
+    before = net.evaluate(X, y)
+    history = net.fit(X, y, epochs=15, batch_size=10, eta=1.0, validation_data=(X, y), progress=False)
+    assert len(history.train_cost) == len(history.val_cost) == len(history.val_accuracy) == 15
+    assert history.train_cost[-1] < 0.5 * history.train_cost[0]
+    assert history.val_accuracy[-1] > max(before, 0.9)
+    assert net.evaluate(X, y) == pytest.approx(history.val_accuracy[-1])
+    assert np.mean(net.predict(X) == y) == pytest.approx(history.val_accuracy[-1])
+
+
+def test_same_seed_gives_bit_identical_weights(device, rng):
+    X, y = blobs(rng)
+    runs = []
+    for _ in range(2):
+        net = xpbp.Network([4, 8, 3], device=device, seed=7)
+        net.fit(X, y, epochs=3, batch_size=16, eta=0.5, lmbda=0.1, momentum=0.5, progress=False)
+        runs.append(weights(net))
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+    other = xpbp.Network([4, 8, 3], device=device, seed=8)
+    assert not np.array_equal(weights(other)[0], runs[0][0])
+
+
+def test_shuffle_draws_a_new_permutation_each_epoch(device, rng):
+    """Two epochs in one fit equal two fits of one epoch (the shuffle seed follows the
+    epoch count), and differ from two epochs without shuffling."""
+    X, y = blobs(rng, n=60)
+    a = xpbp.Network([4, 5, 3], device=device, seed=1)
+    a.fit(X, y, epochs=2, batch_size=7, eta=0.5, progress=False)
+    b = xpbp.Network([4, 5, 3], device=device, seed=1)
+    b.fit(X, y, epochs=1, batch_size=7, eta=0.5, progress=False)
+    b.fit(X, y, epochs=1, batch_size=7, eta=0.5, progress=False)
+    c = xpbp.Network([4, 5, 3], device=device, seed=1)
+    c.fit(X, y, epochs=2, batch_size=7, eta=0.5, shuffle=False, progress=False)
+    assert all(np.array_equal(p, q) for p, q in zip(weights(a), weights(b)))
+    assert not np.allclose(weights(a)[0], weights(c)[0])
+
+
+def test_float32_and_float64_agree(device, rng):
+    X, y = blobs(rng, n=100)
+    nets = []
+    for dtype in ("float32", "float64"):
+        net = xpbp.Network([4, 6, 3], dtype=dtype, device=device, seed=5)
+        net.fit(X, y, epochs=2, batch_size=10, eta=0.3, progress=False)
+        assert all(p.dtype == np.dtype(dtype) for p in net.weights + net.biases)
+        nets.append(weights(net))
+    for p32, p64 in zip(*nets):
+        np.testing.assert_allclose(p32, p64, rtol=1e-4, atol=1e-5)
+
+
+def test_update_rule_with_weight_decay_and_momentum(device, rng):
+    """Whole-batch epochs without shuffling follow v ← μv − η(∇C + (λ/N)w), w ← w + v,
+    and b likewise without the λ term, with ∇C from backprop."""
+    X, y = blobs(rng, n=20)
+    eta, lmbda, mu, n = 0.7, 2.0, 0.6, len(X)
+    net = xpbp.Network([4, 5, 3], dtype="float64", device=device, seed=2)
+    w, b = [to_numpy(p).copy() for p in net.weights], [to_numpy(p).copy() for p in net.biases]
+    vw, vb = [np.zeros_like(p) for p in w], [np.zeros_like(p) for p in b]
+    Y = np.eye(3)[y].T
+    for _ in range(2):
+        ref = xpbp.Network([4, 5, 3], dtype="float64", device="cpu", seed=2)
+        ref.weights, ref.biases = [p.copy() for p in w], [p.copy() for p in b]
+        nabla_b, nabla_w = ref.backprop(X.T, Y)
+        vw = [mu * v - eta * (g + lmbda / n * p) for v, g, p in zip(vw, nabla_w, w)]
+        vb = [mu * v - eta * g for v, g in zip(vb, nabla_b)]
+        w, b = [p + v for p, v in zip(w, vw)], [p + v for p, v in zip(b, vb)]
+    net.fit(X, y, epochs=2, batch_size=n, eta=eta, lmbda=lmbda, momentum=mu, shuffle=False, progress=False)
+    for got, want in zip(weights(net), w + b):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_nielsen_update_without_momentum(device, rng):
+    """With μ = 0 one step is Nielsen's w ← (1 − ηλ/N)w − η∇C, b ← b − η∇C."""
+    X, y = blobs(rng, n=12)
+    eta, lmbda, n = 0.5, 3.0, len(X)
+    net = xpbp.Network([4, 5, 3], dtype="float64", device=device, seed=4)
+    w, b = [to_numpy(p).copy() for p in net.weights], [to_numpy(p).copy() for p in net.biases]
+    nabla_b, nabla_w = net.backprop(X.T, np.eye(3)[y].T)
+    net.fit(X, y, epochs=1, batch_size=n, eta=eta, lmbda=lmbda, shuffle=False, progress=False)
+    want = [(1 - eta * lmbda / n) * p - eta * to_numpy(g) for p, g in zip(w, nabla_w)]
+    want += [p - eta * to_numpy(g) for p, g in zip(b, nabla_b)]
+    for got, exp in zip(weights(net), want):
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
+
+
+def test_labels_and_one_hot_targets_train_alike(device, rng):
+    X, y = blobs(rng, n=50)
+    a = xpbp.Network([4, 5, 3], device=device, seed=9)
+    a.fit(X, y, epochs=2, batch_size=8, eta=0.5, progress=False)
+    b = xpbp.Network([4, 5, 3], device=device, seed=9)
+    b.fit(X, np.eye(3, dtype=np.float32)[y], epochs=2, batch_size=8, eta=0.5, progress=False)
+    assert all(np.array_equal(p, q) for p, q in zip(weights(a), weights(b)))
+
+
+def test_training_cost_includes_l2_term(device, rng):
+    X, y = blobs(rng, n=40)
+    net = xpbp.Network([4, 5, 3], dtype="float64", device=device, seed=1)
+    plain = net.fit(X, y, epochs=1, batch_size=40, eta=0.0, shuffle=False, progress=False).train_cost[0]
+    reg = net.fit(X, y, epochs=1, batch_size=40, eta=0.0, lmbda=4.0, shuffle=False, progress=False).train_cost[0]
+    l2 = 0.5 * 4.0 / 40 * sum(float((to_numpy(w) ** 2).sum()) for w in net.weights)
+    assert plain == pytest.approx(net.cost(X.T, np.eye(3)[y].T), rel=1e-12)
+    assert reg == pytest.approx(plain + l2, rel=1e-12)
+
+
+def test_inputs_are_not_modified(device, rng):
+    X, y = blobs(rng, n=30)
+    X0, y0 = X.copy(), y.copy()
+    net = xpbp.Network([4, 5, 3], device=device, seed=1)
+    net.fit(X, y, epochs=2, batch_size=4, eta=0.5, validation_data=(X, y), progress=False)
+    net.evaluate(X, y)
+    assert np.array_equal(X, X0) and np.array_equal(y, y0)
+
+
+def test_progress_bar_shows_examples_per_second(device, rng, capsys):
+    X, y = blobs(rng, n=30)
+    xpbp.Network([4, 5, 3], device=device, seed=1).fit(X, y, epochs=2, batch_size=5, eta=0.1, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 2/2" in err and "ex/s" in err
+
+
+def test_nielsen_settings_reach_90_percent_on_held_out_digits(device):
+    """[784, 30, 10], sigmoid, quadratic, η = 3.0, mini-batch 10: network.py's settings."""
+    X, y = datasets.load("mnist-sample", "train")
+    X_test, y_test = datasets.load("mnist-sample", "test")
+    net = xpbp.Network([784, 30, 10], device=device, seed=0)
+    net.fit(X, y, epochs=10, batch_size=10, eta=3.0, progress=False)
+    assert net.evaluate(X_test, y_test) >= 0.90
