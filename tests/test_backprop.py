@@ -55,7 +55,7 @@ def test_finite_differences(device, combo, rng):
     for p in net.weights + net.biases:
         g = np.zeros(p.shape)
         for idx in np.ndindex(p.shape):
-            old = float(p[idx])
+            old = float(to_numpy(p[idx]))
             p[idx] = old + eps
             plus = net.cost(x, y)
             p[idx] = old - eps

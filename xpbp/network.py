@@ -76,6 +76,12 @@ def _real(value: Any, name: str, low: float, high: float = float("inf"), *, high
     return v
 
 
+def _all_finite(a: Any) -> bool:
+    """No NaN or Inf in ``a``, checked where ``a`` lives: free for host data, one
+    transfer of a flag for device data."""
+    return bool(backend.to_numpy(backend.get_array_module(a).isfinite(a).all()))
+
+
 def _real_array(a: Any, name: str) -> Any:
     """``a`` as an array (host data becomes NumPy), refusing what is not real numbers
     before it reaches a device."""
@@ -169,23 +175,22 @@ class Network:
     def _matrix(self, a: Any, name: str, width: int, *, columns: bool, finite: bool = True) -> Any:
         """Validate a 2-D input and bring it to the device. ``columns``: examples are columns
         (shape ``(width, m)``), else rows (shape ``(N, width)``)."""
-        a = backend.to_device(_real_array(a, name), self.device)
+        a = _real_array(a, name)
         want = f"({width}, m)" if columns else f"(n_examples, {width})"
         if a.ndim != 2 or a.shape[0 if columns else 1] != width:
             raise ValueError(f"{name} must have shape {want}, got shape {a.shape}")
         if a.size == 0:
             raise ValueError(f"{name} is empty: shape {a.shape}")
-        a = a.astype(self.dtype, copy=False)
-        if finite and not bool(self.xp.isfinite(a).all()):
+        if finite and not _all_finite(a):
             raise ValueError(f"{name} contains NaN or Inf")
-        return a
+        return backend.to_device(a, self.device).astype(self.dtype, copy=False)
 
     def _targets(self, y: Any, n: int, name: str) -> tuple[Any, Any]:
         """``(Y, labels)`` for ``n`` examples: Y of shape ``(n, n_out)`` on the device and the
         integer labels ``(n,)``. ``y`` is labels (one-hot made on the device) or float targets
         (labels are their argmax)."""
-        xp, n_out = self.xp, self.sizes[-1]
-        y = backend.to_device(_real_array(y, name), self.device)
+        n_out = self.sizes[-1]
+        y = _real_array(y, name)
         if y.ndim == 2:
             Y = self._matrix(y, name, n_out, columns=False)
             if Y.shape[0] != n:
@@ -197,9 +202,10 @@ class Network:
             raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} examples")
         if y.dtype.kind not in "iu":
             raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-        lo, hi = (int(v) for v in backend.to_numpy(xp.stack([y.min(), y.max()])))
+        lo, hi = backend.to_numpy(backend.get_array_module(y).stack([y.min(), y.max()])).tolist()  # where y lives
         if lo < 0 or hi >= n_out:
             raise ValueError(f"{name} holds labels in [{lo}, {hi}], outside [0, {n_out - 1}] for {n_out} output neurons")
+        xp, y = self.xp, backend.to_device(y, self.device)
         Y = xp.zeros((n, n_out), dtype=self.dtype)
         Y[xp.arange(n), y] = 1
         return Y, y
@@ -253,7 +259,7 @@ class Network:
     def cost(self, x: Any, y: Any) -> float:
         """The mean cost (1/m) Σₓ Cₓ over the m columns of ``x`` and ``y``, as a float."""
         x, y = self._pair(x, y)
-        return float(self._cost.fn(self._feedforward(x), y).mean())
+        return float(backend.to_numpy(self._cost.fn(self._feedforward(x), y).mean()))
 
     # ------------------------------------------------------------------ training
 
@@ -371,7 +377,7 @@ class Network:
         """Accuracy, the fraction of rows of ``X`` whose predicted label matches ``y``."""
         X = self._matrix(X, "X", self.sizes[0], columns=False)
         Y, labels = self._targets(y, X.shape[0], "y")
-        return float(self._totals(X, Y, labels)[1]) / X.shape[0]
+        return float(backend.to_numpy(self._totals(X, Y, labels)[1])) / X.shape[0]
 
     # ------------------------------------------------------------------ devices and files
 
@@ -399,8 +405,11 @@ class Network:
             "dtype": np.array(str(self.dtype)),
             "seed": np.array(self.seed, dtype=np.int64),
         }
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            arrays[f"w{l}"], arrays[f"b{l}"] = backend.to_numpy(w), backend.to_numpy(b)
+        params = self.weights + self.biases
+        flat = backend.to_numpy(self.xp.concatenate([p.ravel() for p in params]))  # one transfer for all
+        names = [f"w{l}" for l in range(len(self.weights))] + [f"b{l}" for l in range(len(self.biases))]
+        for name, p, part in zip(names, params, np.split(flat, np.cumsum([p.size for p in params])[:-1])):
+            arrays[name] = part.reshape(p.shape)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
