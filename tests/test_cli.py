@@ -1,7 +1,9 @@
 """The ``xpbp`` console script, run as a user would, in a subprocess."""
 
+import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -12,60 +14,152 @@ import pytest
 import xpbp
 
 from conftest import CUDA
+from test_datasets import FASHION
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / "xpbp"
 
 
-def run(*args, module=False):
+def run(*args, module=False, env=None):
     cmd = [sys.executable, "-m", "xpbp", *args] if module else [str(SCRIPT), *args]
-    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    env = {**os.environ, "PYTHONWARNINGS": "error", **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
+def png_size(path):
+    """(width, height) of a PNG, after checking its signature and header chunk."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG file"
+    assert data[-8:-4] == b"IEND", "PNG file does not end with its IEND chunk"
+    return struct.unpack(">II", data[16:24])
+
+
+def one_line_error(r, code, pattern):
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert re.search(pattern, last), last
+    return last
+
+
 def test_train_with_defaults_reaches_90_percent(tmp_path):
-    """The README's main job: Nielsen's settings, 30 epochs, held-out accuracy >= 90%."""
-    model = tmp_path / "model.npz"
-    r = run("train", "--seed", "3", "--device", "cpu", "--save", str(model))
+    """The README's main job: Nielsen's settings on the embedded sample, 30 epochs."""
+    model, plot = tmp_path / "model.npz", tmp_path / "curves.png"
+    r = run("train", "--seed", "3", "--device", "cpu", "--save", str(model), "--plot", str(plot))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("held-out accuracy ") and "after 30 epochs" in lines[0] and "on cpu" in lines[0]
-    accuracy = float(lines[0].split()[2].rstrip("%")) / 100
+    m = re.match(r"test accuracy (\d+\.\d+)% \((\d+)/2000\) after 30 epochs on cpu: [\d.]+ s, [\d,]+ examples/s \(seed 3\)$", lines[0])
+    assert m, lines[0]
+    accuracy = float(m.group(1)) / 100
     assert accuracy >= 0.90
-    assert lines[1] == f"saved to {model}"
-    assert "epoch 30/30: cost" in r.stderr and "accuracy" in r.stderr
+    assert lines[1:] == [f"model saved to {model}", f"learning curves drawn in {plot}"]
+    epochs = re.findall(r"^epoch (\d+)/30: cost [\d.]+, validation cost [\d.]+, accuracy [\d.]+% \([\d.]+ s, \d+ examples/s\)$", r.stderr, re.M)
+    assert epochs == [str(e) for e in range(1, 31)]
     net = xpbp.load(model, device="cpu")
     X, y = xpbp.datasets.load("mnist-sample", "test")
-    assert net.evaluate(X, y) == pytest.approx(accuracy, abs=1e-9)
+    assert net.evaluate(X, y) == pytest.approx(accuracy, abs=5e-5)
+    width, height = png_size(plot)
+    assert (width, height) == (1000, 400) and plot.stat().st_size > 20_000
 
 
-def test_python_dash_m_and_options():
-    r = run("train", "--epochs", "1", "--sizes", "784,20,10", "--output-activation", "softmax",
-            "--cost", "log_likelihood", "--eta", "0.5", "--dtype", "float64", "--device", "cpu", module=True)
+def test_train_json_is_one_object_and_nothing_else(tmp_path):
+    r = run("train", "--epochs", "2", "--seed", "1", "--device", "cpu", "--json", "--sizes", "784,20,10",
+            "--output-activation", "softmax", "--cost", "log_likelihood", "--eta", "0.5", "--lmbda", "1", "--momentum", "0.5")
     assert r.returncode == 0, r.stderr
-    assert "after 1 epochs" in r.stdout and "epoch 1/1" in r.stderr
+    result = json.loads(r.stdout)  # the whole of stdout
+    assert r.stdout.count("\n") == 1
+    assert result["command"] == "train" and result["device"] == "cpu" and result["seed"] == 1
+    assert result["network"] == {"sizes": [784, 20, 10], "activation": "sigmoid", "output_activation": "softmax",
+                                 "cost": "log_likelihood", "init": "scaled", "dtype": "float32"}
+    assert result["training"]["momentum"] == 0.5 and result["training"]["examples"] == 8000
+    assert len(result["history"]["test_accuracy"]) == 2 and result["test_accuracy"] == result["history"]["test_accuracy"][-1]
+    assert 0.8 < result["test_accuracy"] <= 1 and result["seconds"] > 0 and result["examples_per_second"] > 0
+
+
+def test_evaluate_reports_per_class_accuracy_and_confusion_matrix(tmp_path):
+    model, plot = tmp_path / "m.npz", tmp_path / "confusion.png"
+    assert run("train", "--epochs", "3", "--seed", "2", "--device", "cpu", "--save", str(model)).returncode == 0
+    r = run("evaluate", str(model), "--device", "cpu", "--plot", str(plot))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert re.match(r"accuracy \d+\.\d+% \(\d+/2000\) on mnist-sample test, cpu$", lines[0])
+    assert lines[1].startswith("per-class accuracy: 0: ") and " 9: " in lines[1]
+    assert lines[2] == "confusion matrix (rows: true class, columns: predicted):"
+    rows = [list(map(int, line.split()))[1:] for line in lines[4:14]]
+    assert sum(map(sum, rows)) == 2000
+    j = json.loads(run("evaluate", str(model), "--device", "cpu", "--json").stdout)
+    assert j["confusion_matrix"] == rows
+    assert j["accuracy"] == pytest.approx(sum(rows[i][i] for i in range(10)) / 2000)
+    assert j["per_class_accuracy"][4] == pytest.approx(rows[4][4] / sum(rows[4]))
+    width, height = png_size(plot)
+    assert (width, height) == (700, 600) and plot.stat().st_size > 20_000
+
+
+def test_info():
+    r = run("info")
+    assert r.returncode == 0, r.stderr
+    assert re.match(rf"xpbp {re.escape(xpbp.__version__)}, Python [\d.]+, NumPy [\d.]+ \(BLAS: ", r.stdout)
+    assert "CUDA usable: " + ("yes" if CUDA else "no (") in r.stdout
+    j = json.loads(run("info", "--json").stdout)
+    assert j["cuda"]["available"] is CUDA and j["numpy"] and "name" in j["blas"]
+
+
+def test_python_dash_m_is_the_same_command():
+    r = run("train", "--epochs", "1", "--sizes", "784,20,10", "--dtype", "float64", "--device", "cpu", "--json", module=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["network"]["dtype"] == "float64"
 
 
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["train", "--cost", "hinge"], 1, "xpbp: error: cost must be one of"),
-        (["train", "--sizes", "100,10"], 1, r"X must have shape \(n_examples, 100\)"),
+        (["train", "--cost", "hinge"], 2, "argument --cost: invalid choice: 'hinge'"),
+        (["train", "--cost", "cross_entropy", "--output-activation", "softmax"], 1, r"^xpbp: error: cost='cross_entropy' requires"),
+        (["train", "--sizes", "100,10"], 1, r"^xpbp: error: X must have shape \(n_examples, 100\)"),
         (["train", "--sizes", "784,x"], 2, "expected comma-separated integers"),
-        (["train", "--epochs", "0"], 1, "epochs must be a positive integer"),
-        (["train", "--save", "/nonexistent/dir/m.npz", "--epochs", "1"], 1, "xpbp: error:"),
-        (["fly"], 2, "invalid choice"),
+        (["train", "--epochs", "0"], 1, "^xpbp: error: epochs must be a positive integer"),
+        (["train", "--device", "tpu"], 1, "^xpbp: error: unknown device 'tpu'"),
+        (["train", "--save", "/nonexistent/dir/m.npz", "--epochs", "1"], 1, "^xpbp: error: .*No such file or directory"),
+        (["evaluate", "/nonexistent/m.npz"], 1, "^xpbp: error: .*No such file or directory"),
+        (["fly"], 2, "invalid choice: 'fly'"),
     ],
 )
 def test_errors_are_one_line(args, code, message):
-    r = run(*args, "--device", "cpu") if args[0] == "train" else run(*args)
-    assert r.returncode == code
-    assert "Traceback" not in r.stderr
-    assert re.search(message, r.stderr.strip().splitlines()[-1])
+    one_line_error(run(*args), code, message)
+
+
+def test_evaluate_rejects_a_file_that_is_not_a_model(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("hello")
+    one_line_error(run("evaluate", str(bad), "--device", "cpu"), 1, "^xpbp: error: .*not a valid xpbp model file")
+
+
+def test_missing_data_set_says_how_to_get_it(tmp_path):
+    last = one_line_error(run("train", "--dataset", "mnist", "--no-download", env={"XDG_CACHE_HOME": str(tmp_path)}),
+                          1, "^xpbp: error: mnist: train-images-idx3-ubyte not found and download=False")
+    assert "put train-images-idx3-ubyte.gz" in last and str(tmp_path) in last
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
+    shim = tmp_path / "shim" / "matplotlib"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError(\"No module named 'matplotlib'\")\n")
+    r = run("train", "--epochs", "1", "--plot", str(tmp_path / "c.png"), env={"PYTHONPATH": str(shim.parent)})
+    one_line_error(r, 1, r"--plot needs matplotlib .*pip install 'xpbp\[plot\]'")
+    assert not (tmp_path / "c.png").exists()
 
 
 @pytest.mark.skipif(CUDA, reason="checks the error where no CUDA device is usable")
 def test_cuda_without_gpu_is_a_one_line_error():
-    r = run("train", "--device", "cuda", "--epochs", "1")
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("xpbp: error: CUDA was asked for") and "device='cpu'" in last
+    last = one_line_error(run("train", "--device", "cuda", "--epochs", "1"), 1, "^xpbp: error: CUDA was asked for")
+    assert "device='cpu'" in last
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
+def test_train_on_fashion_mnist_from_the_debian_package(tmp_path):
+    r = run("train", "--dataset", "fashion-mnist", "--no-download", "--epochs", "1", "--sizes", "784,30,10",
+            "--output-activation", "softmax", "--cost", "log_likelihood", "--eta", "0.1", "--seed", "0", "--json",
+            env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["training"]["examples"] == 60000 and result["test_examples"] == 10000
+    assert result["test_accuracy"] > 0.75  # one epoch; 30 reach about 88%

@@ -1,12 +1,19 @@
-"""The IDX reader and the embedded MNIST sample."""
+"""Data sets: the IDX reader, the embedded sample, finding files, and downloading them
+from an HTTP server on 127.0.0.1 that serves files the test wrote."""
 
 import gzip
 import hashlib
+import http.server
+import threading
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from xpbp import datasets
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def idx(array, type_code=0x08):
@@ -14,34 +21,11 @@ def idx(array, type_code=0x08):
     return header + array.astype(datasets._IDX_TYPES[type_code]).tobytes()
 
 
-def test_sample_splits():
-    X, y = datasets.load("mnist-sample", "train")
-    Xt, yt = datasets.load("mnist-sample", "test")
-    assert X.shape == (8000, 784) and Xt.shape == (2000, 784)
-    assert X.dtype == np.float32 and y.dtype == np.int64
-    assert 0.0 == X.min() and X.max() == 1.0
-    assert set(np.unique(y)) == set(range(10)) == set(np.unique(yt))
-    assert 0.1 < X.mean() < 0.2  # ink covers about an eighth of a digit's box
-
-
-def test_sample_matches_the_shared_checksums():
-    """The embedded files are the ones whose SHA-256 the data's own SHA256SUMS lists."""
-    from importlib import resources
-
-    sums = {"t10k-images-idx3-ubyte.gz": "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
-            "t10k-labels-idx1-ubyte.gz": "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c"}
-    for name, sha in sums.items():
-        assert hashlib.sha256((resources.files("xpbp") / "data" / name).read_bytes()).hexdigest() == sha
-
-
-def test_corrupt_sample_is_refused(monkeypatch):
-    monkeypatch.setitem(datasets._SAMPLE_FILES, "labels", ("t10k-labels-idx1-ubyte.gz", "0" * 64))
-    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz is corrupt"):
-        datasets.load("mnist-sample")
+# ---------------------------------------------------------------------- the IDX reader
 
 
 @pytest.mark.parametrize("compress", [False, True])
-@pytest.mark.parametrize("type_code", [0x08, 0x0B, 0x0C, 0x0D, 0x0E])
+@pytest.mark.parametrize("type_code", [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E])
 def test_idx_round_trip(tmp_path, compress, type_code, rng):
     array = rng.integers(0, 100, (3, 4, 5))
     data = idx(array, type_code)
@@ -58,8 +42,9 @@ def test_idx_round_trip(tmp_path, compress, type_code, rng):
         (b"\x00\x01\x08\x01", "bad magic number"),
         (b"\x00\x00\x07\x01", "bad magic number"),
         (b"\x00\x00\x08\x02\x00\x00", "truncated IDX header"),
-        (idx(np.zeros((4, 3)))[:-1], "truncated"),
+        (idx(np.zeros((4, 3)))[:-1], r"truncated: 23 bytes for shape \(4, 3\), expected 24"),
         (idx(np.zeros((4, 3))) + b"\x00", "trailing bytes"),
+        (gzip.compress(idx(np.zeros((4, 3))))[:-8], "corrupt or truncated gzip data"),
     ],
 )
 def test_idx_errors(tmp_path, data, message):
@@ -67,13 +52,37 @@ def test_idx_errors(tmp_path, data, message):
     path.write_bytes(data)
     with pytest.raises(ValueError, match=message):
         datasets.load_idx(path)
-
-
-def test_idx_bad_gzip(tmp_path):
-    path = tmp_path / "bad.gz"
-    path.write_bytes(gzip.compress(idx(np.zeros((4, 3))))[:-8])
     with pytest.raises(ValueError, match="cannot read IDX file"):
-        datasets.load_idx(path)
+        datasets.load_idx(tmp_path / "absent.idx")
+
+
+# ---------------------------------------------------------------------- the embedded sample
+
+
+def test_sample_splits():
+    X, y = datasets.load("mnist-sample", "train")
+    Xt, yt = datasets.load("mnist-sample", "test")
+    assert X.shape == (8000, 784) and Xt.shape == (2000, 784)
+    assert X.dtype == np.float32 and y.dtype == np.int64
+    assert 0.0 == X.min() and X.max() == 1.0
+    assert set(np.unique(y)) == set(range(10)) == set(np.unique(yt))
+    assert 0.1 < X.mean() < 0.2  # ink covers about an eighth of a digit's box
+
+
+def test_sample_matches_the_shared_checksums():
+    """The embedded files are the ones whose SHA-256 the shared data's SHA256SUMS lists."""
+    from importlib import resources
+
+    sums = {"t10k-images-idx3-ubyte.gz": "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
+            "t10k-labels-idx1-ubyte.gz": "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c"}
+    for name, sha in sums.items():
+        assert hashlib.sha256((resources.files("xpbp") / "data" / name).read_bytes()).hexdigest() == sha
+
+
+def test_corrupt_sample_is_refused(monkeypatch):
+    monkeypatch.setitem(datasets._DATASETS["mnist"].files, "test-labels", ("t10k-labels-idx1-ubyte", "0" * 64))
+    with pytest.raises(datasets.DatasetError, match="t10k-labels-idx1-ubyte.gz is corrupt.*reinstall xpbp"):
+        datasets.load("mnist-sample")
 
 
 def test_unknown_names():
@@ -81,3 +90,146 @@ def test_unknown_names():
         datasets.load("cifar")
     with pytest.raises(ValueError, match="split must be"):
         datasets.load("mnist-sample", "validation")
+
+
+# ---------------------------------------------------------------------- finding and downloading
+
+
+N = {"train": 6, "test": 4}
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch, rng):
+    """A small stand-in for MNIST: files written here, their checksums swapped into the
+    data set's spec, the cache and environment pointed into tmp_path."""
+    served = tmp_path / "served"
+    served.mkdir()
+    files, contents = {}, {}
+    for split, n in N.items():
+        stem = "train" if split == "train" else "t10k"
+        images = idx(rng.integers(0, 256, (n, 28, 28)))
+        labels = idx(rng.integers(0, 10, n))
+        for kind, data, name in (("images", images, f"{stem}-images-idx3-ubyte"), ("labels", labels, f"{stem}-labels-idx1-ubyte")):
+            files[f"{split}-{kind}"] = (name, hashlib.sha256(data).hexdigest())
+            contents[name] = data
+            (served / f"{name}.gz").write_bytes(gzip.compress(data))
+    spec = datasets._Spec(url="http://127.0.0.1:9/unused/", files=files, sizes=N)
+    monkeypatch.setitem(datasets._DATASETS, "mnist", spec)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("XPBP_DATA", raising=False)
+    monkeypatch.delenv("XPBP_DATA_URL", raising=False)
+    return served, contents
+
+
+@pytest.fixture
+def server(fake):
+    """An HTTP server on 127.0.0.1 serving the fake data set's directory."""
+    served, _ = fake
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def cached(tmp_path):
+    root = tmp_path / "cache" / "xpbp" / "mnist"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def test_download_verifies_and_caches(fake, server, tmp_path, monkeypatch):
+    monkeypatch.setenv("XPBP_DATA_URL", server)
+    X, y = datasets.load("mnist", "train")
+    assert X.shape == (6, 784) and y.shape == (6,) and X.dtype == np.float32 and y.dtype == np.int64
+    assert cached(tmp_path) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    monkeypatch.setenv("XPBP_DATA_URL", "http://127.0.0.1:9/")  # nothing listens there: the cache must serve
+    X2, _ = datasets.load("mnist", "train")
+    assert np.array_equal(X, X2)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "HTTP Error 404"),
+        ("corrupt", "corrupt or not the expected file"),
+        ("truncated", "corrupt or truncated gzip data"),
+        ("other file", "corrupt or not the expected file"),
+    ],
+)
+def test_failed_download_leaves_nothing(fake, server, tmp_path, monkeypatch, damage, message):
+    served, contents = fake
+    target = served / "t10k-images-idx3-ubyte.gz"
+    good = target.read_bytes()
+    if damage == "missing":
+        target.unlink()
+    elif damage == "corrupt":
+        target.write_bytes(gzip.compress(contents["t10k-images-idx3-ubyte"][:-1] + b"\x01"))
+    elif damage == "truncated":
+        target.write_bytes(good[: len(good) // 2])
+    else:
+        target.write_bytes(gzip.compress(contents["train-images-idx3-ubyte"]))
+    monkeypatch.setenv("XPBP_DATA_URL", server)
+    with pytest.raises(datasets.DatasetError, match=message) as error:
+        datasets.load("mnist", "test")
+    text = str(error.value)
+    assert "Nothing was saved" in text and "put t10k-images-idx3-ubyte.gz" in text and "XPBP_DATA_URL" in text
+    assert cached(tmp_path) == []
+
+
+def test_truncated_transfer_is_refused(fake, tmp_path, monkeypatch):
+    """A server that promises more bytes than it sends."""
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b" + b"\x00" * 100)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("XPBP_DATA_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+        with pytest.raises(datasets.DatasetError, match="could not download"):
+            datasets.load("mnist", "test")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert cached(tmp_path) == []
+
+
+def test_search_order_and_no_download(fake, tmp_path, monkeypatch):
+    served, contents = fake
+    with pytest.raises(datasets.DatasetError, match="not found and download=False.*looked in"):
+        datasets.load("mnist", "test", download=False)
+    # $XPBP_DATA/<name>/ holds raw (decompressed) files
+    env = tmp_path / "env" / "mnist"
+    env.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (env / name).write_bytes(contents[name])
+    monkeypatch.setenv("XPBP_DATA", str(tmp_path / "env"))
+    X, _ = datasets.load("mnist", "test", download=False)
+    assert X.shape == (4, 784)
+    # data_dir comes first: a wrong file there is reported, not skipped
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(contents["train-images-idx3-ubyte"]))
+    with pytest.raises(datasets.DatasetError, match=f"{first}.*corrupt or not the expected file.*Delete or replace"):
+        datasets.load("mnist", "test", data_dir=first, download=False)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
+def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("XPBP_DATA", raising=False)
+    for split, n in (("train", 60000), ("test", 10000)):
+        X, y = datasets.load("fashion-mnist", split, download=False)
+        assert X.shape == (n, 784) and y.shape == (n,)
+        assert np.array_equal(np.bincount(y), np.full(10, n // 10))  # balanced: n/10 of each class
+        assert 0.0 <= X.min() and X.max() <= 1.0

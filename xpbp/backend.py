@@ -28,6 +28,7 @@ else:
 __all__ = [
     "canonical",
     "cuda_available",
+    "cuda_info",
     "device_of",
     "get_array_module",
     "resolve",
@@ -178,6 +179,31 @@ def resolve(device: str) -> ModuleType:
     backend, index = _split(canonical(device))
     backend.use(index)
     return backend.xp
+
+
+def cuda_info() -> dict[str, Any]:
+    """What CuPy sees: ``available``, and where it is, the CuPy version, the CUDA runtime
+    version and each GPU's name and memory; otherwise the reason it is not."""
+    if cupy is None:
+        return {"available": False, "reason": f"CuPy could not be imported ({_cupy_error})"}
+    info: dict[str, Any] = {"available": False, "cupy": cupy.__version__}
+    try:
+        runtime = cupy.cuda.runtime.runtimeGetVersion()
+        info["cuda_runtime"] = f"{runtime // 1000}.{runtime % 1000 // 10}"
+        devices = []
+        for i in range(cupy.cuda.runtime.getDeviceCount()):
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+            name = props["name"]
+            devices.append({"device": f"cuda:{i}", "name": name.decode() if isinstance(name, bytes) else name,
+                            "memory_gib": round(props["totalGlobalMem"] / 2**30, 1)})
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        info["reason"] = f"CUDA runtime error: {e}"
+        return info
+    info["devices"] = devices
+    info["available"] = bool(devices)
+    if not devices:
+        info["reason"] = "CuPy sees no CUDA device"
+    return info
 
 
 def _backend_of(a: Any) -> Backend:

@@ -1,45 +1,100 @@
-"""Data sets: an IDX reader and the embedded MNIST sample.
+"""Data sets: found, fetched, verified and cached; and the IDX reader behind them.
 
-The package embeds the real MNIST test split (10,000 handwritten digits, 28×28, in
-LeCun's IDX format, gzip-compressed). ``load("mnist-sample", "train")`` gives its
-first 8,000 digits and ``"test"`` the other 2,000, held out.
+``load(name, split)`` gives ``(X, y)``: X float32 in [0, 1] of shape ``(N, 784)``, y
+int64 labels of shape ``(N,)``. Names:
+
+- ``"mnist-sample"``: the real MNIST test split (10,000 digits) embedded in the package;
+  ``"train"`` is its first 8,000 digits and ``"test"`` the other 2,000.
+- ``"mnist"`` and ``"fashion-mnist"``: the full data sets, 60,000 training and 10,000
+  test images of 28×28 each, in LeCun's IDX format.
+
+The files of a full data set are looked for, in order, in ``data_dir``, in
+``$XPBP_DATA/<name>/``, in the cache ``~/.cache/xpbp/<name>/`` (``$XDG_CACHE_HOME``
+is honoured), and for Fashion-MNIST in ``/usr/share/datasets/fashion-mnist/`` (the
+Debian package ``dataset-fashion-mnist``); each may be gzip-compressed (``.gz``) or not.
+Missing files are downloaded, when ``download`` is true, from the base URL of the data
+set (or ``$XPBP_DATA_URL``) into a temporary file, checked against the SHA-256 of its
+decompressed contents, and only then renamed into the cache. Every file is checked
+against that SHA-256 each time it is read.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-__all__ = ["load", "load_idx", "NAMES"]
+__all__ = ["DatasetError", "NAMES", "load", "load_idx", "parse_idx"]
 
-NAMES = ("mnist-sample",)
 
-# SHA-256 of the decompressed IDX files embedded in xpbp/data.
-_SAMPLE_FILES = {
-    "images": ("t10k-images-idx3-ubyte.gz", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    "labels": ("t10k-labels-idx1-ubyte.gz", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+class DatasetError(RuntimeError):
+    """A data set's files are missing, could not be fetched, or are not the right files."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """Where a data set's files come from and what they must be."""
+
+    url: str
+    files: dict[str, tuple[str, str]]  # "train-images" -> (file name, SHA-256 of the decompressed file)
+    sizes: dict[str, int]  # split -> number of examples
+    system_dirs: tuple[str, ...] = ()
+
+
+_IMAGE_SHAPE = (28, 28)
+# Decompressed SHA-256 of the published files.
+_DATASETS = {
+    "mnist": _Spec(
+        url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+        files={
+            "train-images": ("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+            "train-labels": ("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+            "test-images": ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+            "test-labels": ("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+        },
+        sizes={"train": 60000, "test": 10000},
+    ),
+    "fashion-mnist": _Spec(
+        url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        files={
+            "train-images": ("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            "train-labels": ("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            "test-images": ("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            "test-labels": ("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        },
+        sizes={"train": 60000, "test": 10000},
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    ),
 }
+# The embedded sample: MNIST's test files, split 8,000 / 2,000.
+_SAMPLE = "mnist-sample"
 _SAMPLE_TRAIN = 8000
+NAMES = (_SAMPLE, *_DATASETS)
 
 # IDX type codes (the third byte of the magic number) and the dtypes they store, big-endian.
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read(path: str | Path) -> bytes:
-    """The bytes of ``path``, decompressed if it is gzip."""
-    path = Path(path)
+# ---------------------------------------------------------------------- IDX
+
+
+def _decompress(raw: bytes, source: str) -> bytes:
+    """``raw`` itself, or its gzip contents."""
+    if raw[:2] != b"\x1f\x8b":
+        return raw
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise ValueError(f"cannot read IDX file {path}: {e}") from e
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{source}: corrupt or truncated gzip data ({e})") from None
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
@@ -59,32 +114,142 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def load_idx(path: str | Path) -> np.ndarray:
+def load_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a NumPy array."""
-    return parse_idx(_read(path), str(path))
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read IDX file {path}: {e}") from None
+    return parse_idx(_decompress(raw, str(path)), str(path))
 
 
-def _load_sample() -> tuple[np.ndarray, np.ndarray]:
-    arrays = {}
-    for kind, (filename, sha256) in _SAMPLE_FILES.items():
-        with resources.as_file(resources.files("xpbp") / "data" / filename) as path:
-            data = _read(path)
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError(f"embedded data file {filename} is corrupt (SHA-256 mismatch); reinstall xpbp")
-        arrays[kind] = parse_idx(data, filename)
-    images, labels = arrays["images"], arrays["labels"]
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    return images, labels
+def _verified(raw: bytes, source: str, sha256: str) -> bytes:
+    """The decompressed contents of ``raw``, if their SHA-256 is ``sha256``."""
+    data = _decompress(raw, source)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"{source} is corrupt or not the expected file: SHA-256 of its contents is {digest}, expected {sha256}")
+    return data
 
 
-def load(name: str = "mnist-sample", split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)``: X float32 in [0, 1] of shape ``(N, 784)``, y int64 labels ``(N,)``."""
+# ---------------------------------------------------------------------- finding and fetching
+
+
+def cache_dir(name: str) -> Path:
+    """``~/.cache/xpbp/<name>`` (under ``$XDG_CACHE_HOME`` when set)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "xpbp" / name
+
+
+def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    dirs = [Path(data_dir)] if data_dir is not None else []
+    if os.environ.get("XPBP_DATA"):
+        dirs.append(Path(os.environ["XPBP_DATA"]) / name)
+    dirs.append(cache_dir(name))
+    return dirs + [Path(d) for d in _DATASETS[name].system_dirs]
+
+
+def _find(filename: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for candidate in (d / filename, d / f"{filename}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _by_hand(name: str, filenames: list[str], dirs: list[Path]) -> str:
+    files = ", ".join(f"{f}.gz" for f in filenames)
+    return (
+        f"To place the files by hand, put {files} (gzip-compressed or not) into {cache_dir(name)}, "
+        f"or into a directory given as data_dir=... (CLI: --data-dir) or as $XPBP_DATA/{name}; "
+        f"looked in: {', '.join(map(str, dirs))}. Or set XPBP_DATA_URL to a mirror."
+    )
+
+
+def _download(url: str, destination: Path, sha256: str) -> None:
+    """Fetch ``url`` into a temporary file beside ``destination``, verify it, then rename it
+    into place. On any failure nothing is left behind."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, leave=False) as bar:
+                while chunk := response.read(1 << 16):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+            if total is not None and f.tell() != total:
+                raise ValueError(f"download truncated: got {f.tell()} of {total} bytes")
+            f.flush()
+            os.fsync(f.fileno())
+        _verified(Path(tmp).read_bytes(), url, sha256)
+        os.replace(tmp, destination)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, urllib.error.HTTPError):
+            e.close()  # an HTTP error response holds its connection open until closed
+        raise
+
+
+def _read_file(name: str, key: str, data_dir: str | os.PathLike | None, download: bool) -> np.ndarray:
+    spec = _DATASETS[name]
+    filename, sha256 = spec.files[key]
+    dirs = _search_dirs(name, data_dir)
+    path = _find(filename, dirs)
+    if path is None:
+        if not download:
+            raise DatasetError(f"{name}: {filename} not found and download=False. {_by_hand(name, [filename], dirs)}")
+        base = os.environ.get("XPBP_DATA_URL") or spec.url
+        url = f"{base.rstrip('/')}/{filename}.gz"
+        path = cache_dir(name) / f"{filename}.gz"
+        try:
+            _download(url, path, sha256)
+        except (OSError, ValueError, urllib.error.URLError) as e:
+            raise DatasetError(f"{name}: could not download {url}: {e}. Nothing was saved. {_by_hand(name, [filename], dirs)}") from None
+    try:
+        return parse_idx(_verified(path.read_bytes(), str(path), sha256), str(path))
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{name}: {e}. Delete or replace that file. {_by_hand(name, [filename], dirs)}") from None
+
+
+def _sample(split: str) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for key in ("test-images", "test-labels"):
+        filename, sha256 = _DATASETS["mnist"].files[key]
+        resource = resources.files("xpbp") / "data" / f"{filename}.gz"
+        try:
+            data = _verified(resource.read_bytes(), f"embedded {filename}.gz", sha256)
+        except ValueError as e:
+            raise DatasetError(f"{e}; reinstall xpbp") from None
+        arrays.append(parse_idx(data, filename))
+    images, labels = arrays
+    part = slice(None, _SAMPLE_TRAIN) if split == "train" else slice(_SAMPLE_TRAIN, None)
+    return images[part], labels[part]
+
+
+def load(
+    name: str = _SAMPLE,
+    split: str = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a data set's split: X float32 in [0, 1] of shape ``(N, 784)``, y int64
+    labels ``(N,)``. Raises :class:`DatasetError` when the files cannot be had, saying how
+    to place them by hand."""
     if name not in NAMES:
         raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(map(repr, NAMES))}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    images, labels = _load_sample()
-    part = slice(None, _SAMPLE_TRAIN) if split == "train" else slice(_SAMPLE_TRAIN, None)
-    X = images[part].reshape(-1, 28 * 28).astype(np.float32) / 255.0
-    return X, labels[part].astype(np.int64)
+    if name == _SAMPLE:
+        images, labels = _sample(split)
+    else:
+        images = _read_file(name, f"{split}-images", data_dir, download)
+        labels = _read_file(name, f"{split}-labels", data_dir, download)
+        n = _DATASETS[name].sizes[split]
+        if images.shape != (n, *_IMAGE_SHAPE) or labels.shape != (n,):
+            raise DatasetError(f"{name} {split}: images of shape {images.shape} and labels of shape {labels.shape}, expected {(n, *_IMAGE_SHAPE)} and {(n,)}")
+    if len(images) != len(labels):
+        raise DatasetError(f"{name} {split}: {len(images)} images but {len(labels)} labels")
+    X = images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
+    return X, labels.astype(np.int64)
