@@ -70,9 +70,19 @@ def _unwrap(x):
     return x
 
 
+class OutOfMemory(MemoryError):
+    """The strict device's stand-in for cupy.cuda.memory.OutOfMemoryError."""
+
+
+# The largest array the strict device will hold, in bytes; tests lower it to provoke OutOfMemory.
+MEMORY_LIMIT = [None]
+
+
 def _wrap(x):
     """Arrays and NumPy scalars come back as device arrays (CuPy's reductions give 0-d arrays)."""
     if isinstance(x, (np.ndarray, np.generic)):
+        if MEMORY_LIMIT[0] is not None and x.nbytes > MEMORY_LIMIT[0]:
+            raise OutOfMemory(f"out of memory allocating {x.nbytes} bytes (limit {MEMORY_LIMIT[0]})")
         return StrictArray(np.asarray(x))
     if isinstance(x, tuple):
         return tuple(_wrap(v) for v in x)

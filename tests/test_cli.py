@@ -163,3 +163,13 @@ def test_train_on_fashion_mnist_from_the_debian_package(tmp_path):
     result = json.loads(r.stdout)
     assert result["training"]["examples"] == 60000 and result["test_examples"] == 10000
     assert result["test_accuracy"] > 0.75  # one epoch; 30 reach about 88%
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
+def test_readme_fashion_mnist_recipe_reaches_88_percent(tmp_path):
+    """The README's Fashion-MNIST command: 30 epochs over the full 60k/10k split, on the CPU."""
+    r = run("train", "--dataset", "fashion-mnist", "--no-download", "--sizes", "784,100,10", "--output-activation", "softmax",
+            "--cost", "log_likelihood", "--batch-size", "50", "--eta", "0.1", "--momentum", "0.9", "--eta-decay", "0.2",
+            "--epochs", "30", "--seed", "1", "--device", "cpu", "--json", env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["test_accuracy"] >= 0.88

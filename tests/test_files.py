@@ -120,3 +120,35 @@ def test_load_never_unpickles(tmp_path):
                 z.writestr(f"{k}.npy", b.getvalue())
     with pytest.raises(ValueError, match="not a valid xpbp model file"):
         xpbp.load(path, device="cpu")
+
+
+def test_flipped_byte_is_caught(tmp_path):
+    """The archive's CRC-32 catches silent corruption of a stored array."""
+    path = tmp_path / "model.npz"
+    xpbp.Network([30, 20, 2], device="cpu", seed=1).save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a valid xpbp model file|damaged"):
+        xpbp.load(path, device="cpu")
+
+
+def test_non_finite_parameters_are_refused(tmp_path):
+    good = tmp_path / "good.npz"
+    xpbp.Network([3, 2], device="cpu", seed=1).save(good)
+    data = dict(np.load(good))
+    data["w0"] = np.full_like(data["w0"], np.nan)
+    _npz(tmp_path / "nan.npz", **data)
+    with pytest.raises(ValueError, match="w0 is not finite floating-point data"):
+        xpbp.load(tmp_path / "nan.npz", device="cpu")
+
+
+def test_network_pickles(device, rng):
+    import pickle
+
+    net = xpbp.Network([4, 3, 2], device=device, seed=5)
+    back = pickle.loads(pickle.dumps(net))
+    assert back.device == net.device and back.seed == net.seed
+    X = rng.standard_normal((5, 4))
+    assert np.array_equal(back.predict(X), net.predict(X))
+    assert all(np.array_equal(a, b) for a, b in zip(host(net), host(back)))

@@ -26,6 +26,7 @@ else:
     _cupy_error = None
 
 __all__ = [
+    "as_array",
     "canonical",
     "cuda_available",
     "cuda_info",
@@ -211,6 +212,26 @@ def _backend_of(a: Any) -> Backend:
         if backend.name != "cpu" and backend.owns(a):
             return backend
     return _BACKENDS["cpu"]
+
+
+def as_array(a: Any) -> Any:
+    """``a`` as an array of a known backend, without copying what already is one.
+
+    Backend arrays pass as they are; other objects that speak DLPack (a PyTorch tensor,
+    say) are shared without a copy, as NumPy arrays when they live on the host and as
+    CuPy arrays when they live on a CUDA device; anything else goes through ``np.asarray``.
+    """
+    if any(backend.owns(a) for backend in _BACKENDS.values()):
+        return a
+    if hasattr(a, "__dlpack__") and hasattr(a, "__dlpack_device__"):
+        kind, index = a.__dlpack_device__()
+        if kind == 1:  # kDLCPU
+            return np.from_dlpack(a)
+        if kind == 2:  # kDLCUDA
+            _BACKENDS["cuda"].check(int(index))
+            return cupy.from_dlpack(a)
+        raise TypeError(f"cannot use an array on DLPack device type {kind}: xpbp knows the CPU (1) and CUDA (2)")
+    return np.asarray(a)
 
 
 def get_array_module(a: Any) -> ModuleType:

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--batch-size", type=int, default=10, help="mini-batch size m")
     train.add_argument("--eta", type=float, default=3.0, help="learning rate")
+    train.add_argument("--eta-decay", type=float, default=0.0, help="learning-rate schedule: eta/(1 + decay*(epoch-1))")
     train.add_argument("--lmbda", type=float, default=0.0, help="L2 regularization")
     train.add_argument("--momentum", type=float, default=0.0, help="momentum coefficient mu, in [0, 1)")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -102,8 +103,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
                   init=args.init, dtype=args.dtype, device=args.device, seed=args.seed)
     logging.getLogger(__name__).info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
     start = time.perf_counter()
-    history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
-                      momentum=args.momentum, validation_data=(X_test, y_test), progress=args.progress)
+    history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, eta_decay=args.eta_decay,
+                      lmbda=args.lmbda, momentum=args.momentum, validation_data=(X_test, y_test), progress=args.progress)
     seconds = time.perf_counter() - start
     if args.save:
         net.save(args.save)
@@ -115,7 +116,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": args.dataset,
         "network": {"sizes": net.sizes, "activation": net.activation, "output_activation": net.output_activation,
                     "cost": net.cost_name, "init": net.init, "dtype": str(net.dtype)},
-        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "eta": args.eta, "lmbda": args.lmbda,
+        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "eta": args.eta, "eta_decay": args.eta_decay, "lmbda": args.lmbda,
                      "momentum": args.momentum, "examples": len(X)},
         "device": net.device,
         "seed": net.seed,

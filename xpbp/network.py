@@ -18,12 +18,12 @@ methods' edges.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
-import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,13 +33,14 @@ from tqdm import tqdm
 from . import activations as _activations
 from . import backend
 from . import costs as _costs
+from . import files
 
-__all__ = ["History", "Network", "load"]
+__all__ = ["DeviceMemoryError", "DivergenceError", "History", "Network", "load"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = "xpbp-model"
-VERSION = 1
+MODEL = ("xpbp-model", 1)  # format name and version of model files
+CHECKPOINT = ("xpbp-checkpoint", 1)  # ... and of checkpoints
 _CHUNK = 8192  # examples per forward pass in predict/evaluate, to bound device memory
 
 
@@ -57,6 +58,21 @@ class History:
     val_cost: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+
+
+class DivergenceError(ArithmeticError):
+    """Training produced a NaN or Inf cost or parameter. The network keeps the last
+    finite parameters; ``epoch`` and ``batch`` (1-based, None when the replay could not
+    pin it down) say where, ``history`` holds the epochs completed before."""
+
+    def __init__(self, message: str, *, epoch: int, batch: int | None, history: History) -> None:
+        super().__init__(message)
+        self.epoch, self.batch, self.history = epoch, batch, history
+
+
+class DeviceMemoryError(MemoryError):
+    """The device ran out of memory during training; the message names the batch size
+    and the layer sizes."""
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -83,10 +99,12 @@ def _all_finite(a: Any) -> bool:
 
 
 def _real_array(a: Any, name: str) -> Any:
-    """``a`` as an array (host data becomes NumPy), refusing what is not real numbers
-    before it reaches a device."""
-    if not hasattr(a, "dtype") or not hasattr(a, "ndim"):
-        a = np.asarray(a)
+    """``a`` as an array (DLPack objects shared without a copy, other host data as NumPy),
+    refusing what is not real numbers before it reaches a device."""
+    try:
+        a = backend.as_array(a)
+    except (TypeError, ValueError, BufferError, RuntimeError) as e:
+        raise TypeError(f"{name} must be an array of real numbers; converting it failed: {e}") from None
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     return a
@@ -181,9 +199,13 @@ class Network:
             raise ValueError(f"{name} must have shape {want}, got shape {a.shape}")
         if a.size == 0:
             raise ValueError(f"{name} is empty: shape {a.shape}")
+        narrowing = a.dtype.kind == "f" and a.dtype.itemsize > self.dtype.itemsize
+        with np.errstate(over="ignore"):
+            a = a.astype(self.dtype, copy=False)  # where the data lives, so the check below is free for host data
         if finite and not _all_finite(a):
-            raise ValueError(f"{name} contains NaN or Inf")
-        return backend.to_device(a, self.device).astype(self.dtype, copy=False)
+            beyond = f" (or values beyond the range of {self.dtype})" if narrowing else ""
+            raise ValueError(f"{name} contains NaN or Inf{beyond}")
+        return backend.to_device(a, self.device)
 
     def _targets(self, y: Any, n: int, name: str) -> tuple[Any, Any]:
         """``(Y, labels)`` for ``n`` examples: Y of shape ``(n, n_out)`` on the device and the
@@ -276,6 +298,10 @@ class Network:
         validation_data: tuple[Any, Any] | None = None,
         shuffle: bool = True,
         progress: bool | None = None,
+        eta_decay: float = 0.0,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> History:
         """Mini-batch stochastic gradient descent with L2 weight decay and momentum.
 
@@ -284,6 +310,19 @@ class Network:
         v ← μv − η(∇C + (λ/N)w), w ← w + v, and the same for b without the λ term;
         with μ = 0 this is Nielsen's update. The data is moved to the device once;
         each epoch draws a seeded permutation on the device and takes contiguous slices.
+
+        ``eta_decay``: a learning-rate schedule (Nielsen, ch. 3), η/(1 + eta_decay·(e − 1))
+        in epoch e; 0 keeps η constant.
+
+        ``checkpoint``: a file rewritten atomically every ``checkpoint_every`` epochs (and
+        after the last) with everything needed to go on: parameters, velocities, the
+        shuffling state, the epoch and the history. ``resume=True`` continues from it
+        (or starts afresh if it does not exist yet); ``epochs`` counts the whole run, so
+        a resumed run ends bit-for-bit where an uninterrupted one would (on the CPU).
+
+        Raises :class:`DivergenceError` if a cost or parameter becomes NaN or Inf (found
+        with one check per epoch, then located by replaying that epoch) and
+        :class:`DeviceMemoryError` if the device runs out of memory.
         """
         xp = self.xp
         X = self._matrix(X, "X", self.sizes[0], columns=False)
@@ -294,67 +333,125 @@ class Network:
         if batch_size > n:
             raise ValueError(f"batch_size must be at most the number of examples ({n}), got {batch_size}")
         eta = _real(eta, "eta", 0.0)
+        eta_decay = _real(eta_decay, "eta_decay", 0.0)
         lmbda = _real(lmbda, "lmbda", 0.0)
         mu = _real(momentum, "momentum", 0.0, 1.0, high_open=True)
+        checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+        if resume and checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
+        validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             Xv = self._matrix(validation_data[0], "validation_data[0]", self.sizes[0], columns=False)
-            Yv, labels_v = self._targets(validation_data[1], Xv.shape[0], "validation_data[1]")
+            validation = (Xv, *self._targets(validation_data[1], Xv.shape[0], "validation_data[1]"))
         if progress is None:
             progress = sys.stderr.isatty()
 
-        decay = lmbda / n
-        velocities = [[xp.zeros_like(p) for p in ps] for ps in (self.weights, self.biases)] if mu else None
-        history = History()
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            if shuffle:
-                seed = np.random.SeedSequence([self.seed, self._epochs_trained]).generate_state(1)[0]
-                perm = xp.random.RandomState(int(seed)).permutation(n)
-                Xe, Ye = X[perm], Y[perm]  # one gather per epoch; mini-batches are then slices
-            else:
-                Xe, Ye = X, Y
-            total = xp.zeros((), dtype=self.dtype)
-            with tqdm(total=n, desc=f"epoch {epoch}/{epochs}", unit="ex", unit_scale=True, leave=False, disable=not progress) as bar:
-                for k in range(0, n, batch_size):
-                    x, y = Xe[k : k + batch_size].T, Ye[k : k + batch_size].T
-                    total += self._step(x, y, eta, decay, mu, velocities)
-                    bar.update(x.shape[1])
-            self._epochs_trained += 1
-            stats = [total / n]
-            if lmbda:
-                stats.append(0.5 * decay * sum((w * w).sum() for w in self.weights))
-            if validation_data is not None:
-                stats.extend(self._totals(Xv, Yv, labels_v))
-            values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
-            history.train_cost.append(values[0] + (values[1] if lmbda else 0.0))
-            if validation_data is not None:
-                history.val_cost.append(values[-2] / Xv.shape[0])
-                history.val_accuracy.append(values[-1] / Xv.shape[0])
-            history.seconds.append(time.perf_counter() - start)
-            line = f"epoch {epoch}/{epochs}: cost {history.train_cost[-1]:.4f}"
-            if validation_data is not None:
-                line += f", validation cost {history.val_cost[-1]:.4f}, accuracy {history.val_accuracy[-1]:.2%}"
-            log.info("%s (%.2f s, %.0f examples/s)", line, history.seconds[-1], n / history.seconds[-1])
+        run = {"examples": n, "epochs": epochs, "batch_size": batch_size, "eta": eta, "eta_decay": eta_decay,
+               "lmbda": lmbda, "momentum": mu, "shuffle": shuffle}
+        velocities = [xp.zeros_like(p) for p in self._params] if mu else []
+        history, done = History(), 0
+        if resume and Path(checkpoint).exists():
+            history, done = self._resume(checkpoint, run, velocities)
+            log.info("resuming from %s after epoch %d of %d", checkpoint, done, epochs)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow surfaces as DivergenceError instead
+                for epoch in range(done + 1, epochs + 1):
+                    self._epoch(X, Y, epoch, run, velocities, validation, history, progress)
+                    if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+                        self._checkpoint(checkpoint, epoch, run, velocities, history)
+        except MemoryError as e:
+            raise DeviceMemoryError(
+                f"out of memory on {self.device} training layers {self.sizes} with batch_size={batch_size} "
+                f"({n} examples on the device): try a smaller batch_size ({e})"
+            ) from e
         return history
 
-    def _step(self, x: Any, y: Any, eta: float, decay: float, mu: float, velocities: list[list[Any]] | None) -> Any:
+    @property
+    def _params(self) -> list[Any]:
+        """Every weight matrix, then every bias vector."""
+        return self.weights + self.biases
+
+    def _shuffled(self, X: Any, Y: Any, shuffle: bool) -> tuple[Any, Any]:
+        """X and Y in this epoch's order: a permutation drawn on the device from the seed and
+        the number of epochs trained so far, so the order needs no state beyond those two."""
+        if not shuffle:
+            return X, Y
+        seed = np.random.SeedSequence([self.seed, self._epochs_trained]).generate_state(1)[0]
+        perm = self.xp.random.RandomState(int(seed)).permutation(X.shape[0])
+        return X[perm], Y[perm]  # one gather per epoch; mini-batches are then contiguous slices
+
+    def _epoch(self, X, Y, epoch, run, velocities, validation, history, progress) -> None:
+        """One pass over the data, then its statistics in one host transfer."""
+        xp, n, m = self.xp, run["examples"], run["batch_size"]
+        eta, decay = _eta(run, epoch), run["lmbda"] / n
+        start = time.perf_counter()
+        Xe, Ye = self._shuffled(X, Y, run["shuffle"])
+        snapshot = [p.copy() for p in self._params + velocities]  # the last finite state, should this epoch diverge
+        total = xp.zeros((), dtype=self.dtype)
+        with tqdm(total=n, desc=f"epoch {epoch}/{run['epochs']}", unit="ex", unit_scale=True, leave=False, disable=not progress) as bar:
+            for k in range(0, n, m):
+                x, y = Xe[k : k + m].T, Ye[k : k + m].T
+                total += self._step(x, y, eta, decay, run["momentum"], velocities)
+                bar.update(x.shape[1])
+        stats = [total / n, sum(p.sum() for p in self._params)]  # the second is finite iff every parameter is
+        if run["lmbda"]:
+            stats.append(0.5 * decay * sum((w * w).sum() for w in self.weights))
+        if validation is not None:
+            stats.extend(self._totals(*validation))
+        values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
+        if not all(map(math.isfinite, values[:2])):
+            self._diverged(Xe, Ye, epoch, run, velocities, snapshot, history)
+        self._epochs_trained += 1
+        history.train_cost.append(values[0] + (values[2] if run["lmbda"] else 0.0))
+        if validation is not None:
+            history.val_cost.append(values[-2] / validation[0].shape[0])
+            history.val_accuracy.append(values[-1] / validation[0].shape[0])
+        history.seconds.append(time.perf_counter() - start)
+        line = f"epoch {epoch}/{run['epochs']}: cost {history.train_cost[-1]:.4f}"
+        if validation is not None:
+            line += f", validation cost {history.val_cost[-1]:.4f}, accuracy {history.val_accuracy[-1]:.2%}"
+        log.info("%s (%.2f s, %.0f examples/s)", line, history.seconds[-1], n / history.seconds[-1])
+
+    def _step(self, x: Any, y: Any, eta: float, decay: float, mu: float, velocities: list[Any]) -> Any:
         """One gradient-descent update on a mini-batch; returns the batch's summed cost (on the device)."""
         nabla_b, nabla_w, a = self._backprop(x, y)
         if decay:
             for w, nw in zip(self.weights, nabla_w):
                 nw += decay * w  # ∇C + (λ/N) w
-        for l, (grads, params) in enumerate(((nabla_w, self.weights), (nabla_b, self.biases))):
-            for i, (p, g) in enumerate(zip(params, grads)):
-                if velocities is None:
-                    p -= eta * g
-                else:
-                    v = velocities[l][i]
-                    v *= mu
-                    v -= eta * g
-                    p += v
+        for p, g, v in zip(self._params, nabla_w + nabla_b, velocities or repeat(None)):
+            if v is None:
+                p -= eta * g  # w ← w − η∇C
+            else:
+                v *= mu  # v ← μv − η∇C
+                v -= eta * g
+                p += v  # w ← w + v
         return self._cost.fn(a, y).sum()
+
+    def _diverged(self, Xe, Ye, epoch, run, velocities, snapshot, history) -> None:
+        """Replay the epoch from its snapshot, checking after every mini-batch, to find the
+        first one that produced a NaN or Inf; leave the parameters as they were before it
+        and raise :class:`DivergenceError`."""
+        state = self._params + velocities
+        _assign(state, snapshot)
+        n, m = run["examples"], run["batch_size"]
+        batches = -(-n // m)
+        for index, k in enumerate(range(0, n, m), start=1):
+            before = [p.copy() for p in state]
+            cost = self._step(Xe[k : k + m].T, Ye[k : k + m].T, _eta(run, epoch), run["lmbda"] / n, run["momentum"], velocities)
+            if not math.isfinite(float(backend.to_numpy(cost + sum(p.sum() for p in self._params)))):
+                _assign(state, before)
+                where = f"mini-batch {index} of {batches}"
+                break
+        else:  # not reproduced: fall back to the epoch's start
+            _assign(state, snapshot)
+            index, where = None, "a mini-batch that a replay could not pin down"
+        raise DivergenceError(
+            f"training diverged in epoch {epoch}, {where}: the cost or a parameter became NaN or Inf. "
+            f"The network keeps its last finite parameters. Try a smaller learning rate (eta={_eta(run, epoch):g} in that epoch).",
+            epoch=epoch, batch=index, history=history,
+        )
 
     # ------------------------------------------------------------------ using a trained network
 
@@ -389,14 +486,28 @@ class Network:
         self.biases = [self._put(b) for b in self.biases]
         return self
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the network to one versioned ``.npz`` file, atomically: a temporary file in
-        the same directory, flushed to disk, then renamed over ``path``. A failed save leaves
-        any previous file at ``path`` as it was."""
-        path = Path(path)
-        arrays = {
-            "format": np.array(FORMAT),
-            "version": np.array(VERSION),
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the parameters as NumPy arrays and the device by name (not its module)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("xp", "weights", "biases")}
+        state["weights"], state["biases"] = (self._to_host(self.weights), self._to_host(self.biases))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.xp = backend.resolve(self.device)
+        self.weights = [self._put(w) for w in self.weights]
+        self.biases = [self._put(b) for b in self.biases]
+
+    def _to_host(self, arrays: list[Any]) -> list[np.ndarray]:
+        """Host copies of device arrays, in one transfer."""
+        if not arrays:
+            return []
+        flat = backend.to_numpy(self.xp.concatenate([a.ravel() for a in arrays]))
+        return [part.reshape(a.shape) for a, part in zip(arrays, np.split(flat, np.cumsum([a.size for a in arrays])[:-1]))]
+
+    def _config(self) -> dict[str, np.ndarray]:
+        """What defines the network, for its files."""
+        return {
             "sizes": np.array(self.sizes, dtype=np.int64),
             "activation": np.array(self.activation),
             "output_activation": np.array(self.output_activation),
@@ -405,42 +516,81 @@ class Network:
             "dtype": np.array(str(self.dtype)),
             "seed": np.array(self.seed, dtype=np.int64),
         }
-        params = self.weights + self.biases
-        flat = backend.to_numpy(self.xp.concatenate([p.ravel() for p in params]))  # one transfer for all
-        names = [f"w{l}" for l in range(len(self.weights))] + [f"b{l}" for l in range(len(self.biases))]
-        for name, p, part in zip(names, params, np.split(flat, np.cumsum([p.size for p in params])[:-1])):
-            arrays[name] = part.reshape(p.shape)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+    def _arrays(self, extra: list[Any] = ()) -> dict[str, np.ndarray]:
+        """The parameters (and ``extra`` device arrays as v0, v1, ...) as host arrays, in one transfer."""
+        L = len(self.weights)
+        names = [f"w{l}" for l in range(L)] + [f"b{l}" for l in range(L)] + [f"v{i}" for i in range(len(extra))]
+        return dict(zip(names, self._to_host(self._params + list(extra))))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the network to one versioned ``.npz`` file, atomically: a temporary file in
+        the same directory, flushed to disk, then renamed over ``path``. A failed save leaves
+        any previous file at ``path`` as it was."""
+        files.write(path, *MODEL, {**self._config(), **self._arrays()})
+
+    def _checkpoint(self, path, epoch: int, run: dict[str, Any], velocities: list[Any], history: History) -> None:
+        arrays = {**self._config(), **self._arrays(velocities), "epoch": np.array(epoch),
+                  "epochs_trained": np.array(self._epochs_trained)}
+        arrays.update({f"run_{k}": np.array(v) for k, v in run.items()})
+        arrays.update({f"history_{k}": np.array(v, dtype=np.float64) for k, v in vars(history).items()})
+        files.write(path, *CHECKPOINT, arrays)
+
+    def _resume(self, path, run: dict[str, Any], velocities: list[Any]) -> tuple[History, int]:
+        """Load a checkpoint into this network and ``velocities``; returns its history and epoch."""
+        data = files.read(path, *CHECKPOINT, what="xpbp checkpoint")
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+            for key, value in self._config().items():
+                if key != "seed" and not np.array_equal(data[key], value):
+                    raise ValueError(f"{path} is a checkpoint of another network ({key} {data[key]} there, {value} here)")
+            for key, value in run.items():
+                if data[f"run_{key}"].item() != value:
+                    raise ValueError(f"{path} was written by a run with {key}={data[f'run_{key}'].item()}, this one has {key}={value}")
+            if any(data[f"v{i}"].shape != v.shape for i, v in enumerate(velocities)):
+                raise ValueError(f"{path} holds velocities of other shapes")
+            weights, biases = _parameters(data, self.sizes, path)
+            self.weights, self.biases = [self._put(w) for w in weights], [self._put(b) for b in biases]
+            _assign(velocities, [self._put(data[f"v{i}"]) for i in range(len(velocities))])
+            self.seed, self._epochs_trained = int(data["seed"]), int(data["epochs_trained"])
+            history = History(**{k: data[f"history_{k}"].tolist() for k in vars(History())})
+            return history, int(data["epoch"])
+        except KeyError as e:
+            raise ValueError(f"{path} is a damaged xpbp checkpoint: {e.args[0]!r} is missing") from None
+
+
+def _eta(run: dict[str, Any], epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based) under the run's schedule."""
+    return run["eta"] / (1.0 + run["eta_decay"] * (epoch - 1))
+
+
+def _assign(targets: list[Any], values: list[Any]) -> None:
+    """Copy ``values`` into the arrays ``targets``, in place."""
+    for t, v in zip(targets, values):
+        t[...] = v
+
+
+def _parameters(data: dict[str, np.ndarray], sizes: list[int], path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The weights and biases in a file's arrays, checked against ``sizes``."""
+    weights, biases = [], []
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for name, want, out in ((f"w{l}", (n_out, n_in), weights), (f"b{l}", (n_out, 1), biases)):
+            if name not in data:
+                raise ValueError(f"{path} is damaged: {name!r} is missing")
+            if data[name].shape != want:
+                raise ValueError(f"{path} is damaged: {name} has shape {data[name].shape}, expected {want}")
+            if data[name].dtype.kind != "f" or not np.isfinite(data[name]).all():
+                raise ValueError(f"{path} is damaged: {name} is not finite floating-point data")
+            out.append(data[name])
+    return weights, biases
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> Network:
     """Read a network written by :meth:`Network.save`, onto ``device``. Never unpickles;
     raises ``ValueError`` for a file that is not a valid xpbp model."""
-    path = Path(path)
-    with open(path, "rb") as fh:  # our own handle, closed even when np.load fails half-way
-        try:
-            with np.load(fh, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a valid xpbp model file (not a readable .npz: {e})") from None
-    if str(data.get("format", "")) != FORMAT:
-        raise ValueError(f"{path} is not an xpbp model file (no format {FORMAT!r} marker)")
-    version = str(data.get("version", "missing"))
-    if version != str(VERSION):
-        raise ValueError(f"{path} has model format version {version}; this xpbp reads version {VERSION}")
+    data = files.read(path, *MODEL, what="xpbp model file")
     try:
-        sizes = [int(n) for n in data["sizes"]]
         net = Network(
-            sizes,
+            [int(n) for n in data["sizes"]],
             activation=str(data["activation"]),
             output_activation=str(data["output_activation"]),
             cost=str(data["cost"]),
@@ -449,14 +599,10 @@ def load(path: str | os.PathLike, device: str = "auto") -> Network:
             device=device,
             seed=int(data["seed"]),
         )
-        weights = [data[f"w{l}"] for l in range(len(sizes) - 1)]
-        biases = [data[f"b{l}"] for l in range(len(sizes) - 1)]
     except KeyError as e:
         raise ValueError(f"{path} is a damaged xpbp model file: {e.args[0]!r} is missing") from None
-    for name, got, want in [(f"w{l}", w.shape, v.shape) for l, (w, v) in enumerate(zip(weights, net.weights))] + [
-        (f"b{l}", b.shape, v.shape) for l, (b, v) in enumerate(zip(biases, net.biases))
-    ]:
-        if got != want:
-            raise ValueError(f"{path} is a damaged xpbp model file: {name} has shape {got}, expected {want}")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} is a damaged xpbp model file: {e}") from None
+    weights, biases = _parameters(data, net.sizes, path)
     net.weights, net.biases = [net._put(w) for w in weights], [net._put(b) for b in biases]
     return net

@@ -1,0 +1,216 @@
+"""Training that goes wrong: divergence, out-of-memory, killed runs resumed from a
+checkpoint, and arrays from other libraries."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import xpbp
+from xpbp import to_device, to_numpy
+
+import strict
+
+
+def blobs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(3, size=n)
+    return (rng.standard_normal((n, 4)) + y[:, None]).astype(np.float32), y
+
+
+def host(net):
+    return [to_numpy(p).copy() for p in net.weights + net.biases]
+
+
+# ---------------------------------------------------------------------- divergence
+
+
+def test_divergence_is_located_and_the_last_finite_parameters_kept(device):
+    """Rows 20-29 (mini-batch 3 of 6, unshuffled) are huge: their gradient overflows float32."""
+    X, y = blobs()
+    X[20:30] *= 1e30
+    kwargs = dict(epochs=2, batch_size=10, eta=0.1, momentum=0.5, shuffle=False, progress=False)
+    net = xpbp.Network([4, 5, 3], activation="identity", device=device, seed=1)
+    with pytest.raises(xpbp.DivergenceError, match=r"diverged in epoch 1, mini-batch 3 of 6: .*smaller learning rate") as e:
+        net.fit(X, y, **kwargs)
+    assert (e.value.epoch, e.value.batch, e.value.history.train_cost) == (1, 3, [])
+    # The network is where two clean mini-batches leave it.
+    ref = xpbp.Network([4, 5, 3], activation="identity", device=device, seed=1)
+    ref.fit(X[:20], y[:20], **{**kwargs, "epochs": 1})
+    for got, want in zip(host(net), host(ref)):
+        assert np.isfinite(got).all() and np.array_equal(got, want)
+
+
+def test_divergence_in_a_later_epoch_keeps_its_history(device):
+    """Full-batch steps just past the stable learning rate grow the weights until, epochs
+    later, they overflow; the error comes with the epochs completed before."""
+    X, y = blobs()
+    net = xpbp.Network([4, 5, 3], activation="identity", device=device, seed=1)
+    with pytest.raises(xpbp.DivergenceError) as e:
+        net.fit(X, y, epochs=100, batch_size=60, eta=0.3, progress=False)
+    assert e.value.epoch > 2 and e.value.batch == 1
+    assert len(e.value.history.train_cost) == e.value.epoch - 1
+    assert all(np.isfinite(p).all() for p in host(net))
+
+
+def test_out_of_memory_names_batch_and_layers(ledger):
+    X, y = blobs(n=200)
+    net = xpbp.Network([4, 64, 3], device="strict", seed=0)
+    strict.MEMORY_LIMIT[0] = 64 * 150 * 4 - 1  # the hidden layer's z for a batch of 150 does not fit
+    try:
+        net.fit(X, y, epochs=1, batch_size=100, eta=0.1, progress=False)  # fits
+        with pytest.raises(xpbp.DeviceMemoryError, match=r"out of memory on strict:0 training layers \[4, 64, 3\] "
+                           r"with batch_size=150 .*try a smaller batch_size"):
+            net.fit(X, y, epochs=1, batch_size=150, eta=0.1, progress=False)
+    finally:
+        strict.MEMORY_LIMIT[0] = None
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def run_kwargs(**extra):
+    return dict(epochs=5, batch_size=8, eta=0.3, lmbda=0.5, momentum=0.7, progress=False, **extra)
+
+
+def test_resume_in_process_is_bit_identical(device, tmp_path):
+    X, y = blobs()
+    whole = xpbp.Network([4, 6, 3], device=device, seed=3)
+    history = whole.fit(X, y, validation_data=(X, y), **run_kwargs())
+    ckpt = tmp_path / "run.ckpt"
+    first = xpbp.Network([4, 6, 3], device=device, seed=3)
+    first.fit(X, y, validation_data=(X, y), checkpoint=ckpt, **{**run_kwargs(), "epochs": 2})
+    # a later process: another seed, fresh velocities, the same call with resume=True
+    # (epochs=2 above was a different run, so continue it as written: 2 done of 2, then extend)
+    resumed = xpbp.Network([4, 6, 3], device=device, seed=99)
+    with pytest.raises(ValueError, match="epochs=2, this one has epochs=5"):
+        resumed.fit(X, y, validation_data=(X, y), checkpoint=ckpt, resume=True, **run_kwargs())
+    ckpt.unlink()
+    first = xpbp.Network([4, 6, 3], device=device, seed=3)
+    first.fit(X, y, validation_data=(X, y), checkpoint=ckpt, checkpoint_every=2,
+              **{**run_kwargs(), "epochs": 5, "eta": 0.3})
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]
+    resumed = xpbp.Network([4, 6, 3], device=device, seed=99)
+    again = resumed.fit(X, y, validation_data=(X, y), checkpoint=ckpt, resume=True, **run_kwargs())
+    assert again.train_cost == history.train_cost and again.val_accuracy == history.val_accuracy
+    assert resumed.seed == 3
+    assert all(np.array_equal(a, b) for a, b in zip(host(whole), host(resumed)))
+
+
+def test_resume_from_a_middle_checkpoint(device, tmp_path):
+    """A run stopped after epoch 2 of 5 and resumed ends where the uninterrupted one does."""
+    X, y = blobs()
+    whole = xpbp.Network([4, 6, 3], device=device, seed=3)
+    whole.fit(X, y, **run_kwargs())
+    ckpt = tmp_path / "run.ckpt"
+    part = xpbp.Network([4, 6, 3], device=device, seed=3)
+
+    class Stop(Exception):
+        pass
+
+    original = part._checkpoint
+
+    def checkpoint_then_stop(path, epoch, *args):
+        original(path, epoch, *args)
+        if epoch == 2:
+            raise Stop
+
+    part._checkpoint = checkpoint_then_stop
+    with pytest.raises(Stop):
+        part.fit(X, y, checkpoint=ckpt, **run_kwargs())
+    resumed = xpbp.Network([4, 6, 3], device=device, seed=3)
+    history = resumed.fit(X, y, checkpoint=ckpt, resume=True, **run_kwargs())
+    assert len(history.train_cost) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(host(whole), host(resumed)))
+
+
+def test_resume_refuses_another_run(tmp_path):
+    X, y = blobs()
+    ckpt = tmp_path / "run.ckpt"
+    xpbp.Network([4, 6, 3], device="cpu", seed=3).fit(X, y, checkpoint=ckpt, **run_kwargs())
+    with pytest.raises(ValueError, match="batch_size=8, this one has batch_size=4"):
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, checkpoint=ckpt, resume=True, **{**run_kwargs(), "batch_size": 4})
+    with pytest.raises(ValueError, match="checkpoint of another network"):
+        xpbp.Network([4, 7, 3], device="cpu").fit(X, y, checkpoint=ckpt, resume=True, **run_kwargs())
+    with pytest.raises(ValueError, match="resume=True needs checkpoint"):
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, resume=True, **run_kwargs())
+    model = tmp_path / "model.npz"
+    xpbp.Network([4, 6, 3], device="cpu").save(model)
+    with pytest.raises(ValueError, match="not an xpbp checkpoint"):
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, checkpoint=model, resume=True, **run_kwargs())
+
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import xpbp
+    from xpbp import datasets
+    X, y = datasets.load("mnist-sample", "train")
+    net = xpbp.Network([784, 30, 10], device="cpu", seed=5)
+    net.fit(X[:4000], y[:4000], epochs=8, batch_size=10, eta=3.0, lmbda=1.0, momentum=0.2,
+            checkpoint=sys.argv[1], resume=True, progress=False)
+    net.save(sys.argv[2])
+""")
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
+    """A real process killed with SIGKILL at random moments, resumed until it finishes,
+    ends with weights bit-identical to an uninterrupted run."""
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+
+    def command(ckpt, out):
+        return [sys.executable, str(script), str(ckpt), str(out)]
+
+    def finish(ckpt, out):
+        r = subprocess.run(command(ckpt, out), env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+
+    t0 = time.monotonic()
+    finish(tmp_path / "ref.ckpt", tmp_path / "ref.npz")
+    duration = time.monotonic() - t0
+    rng = np.random.default_rng()
+    outcomes = []
+    for trial in range(3):
+        ckpt, out = tmp_path / f"t{trial}.ckpt", tmp_path / f"t{trial}.npz"
+        kills = 0
+        for delay in rng.uniform(0.3, 1.0, size=2) * duration:
+            with subprocess.Popen(command(ckpt, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as p:
+                time.sleep(delay)
+                if p.poll() is None:
+                    p.send_signal(signal.SIGKILL)
+                    kills += 1
+        finish(ckpt, out)
+        for a, b in zip(host(xpbp.load(tmp_path / "ref.npz", device="cpu")), host(xpbp.load(out, device="cpu"))):
+            assert np.array_equal(a, b)
+        outcomes.append(kills)
+        assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]  # no half-written file left
+    print(f"kill-and-resume trials: {len(outcomes)}, SIGKILLs per trial: {outcomes}, all bit-identical")
+
+
+# ---------------------------------------------------------------------- arrays from other libraries
+
+
+def test_pytorch_tensors_are_used_without_a_copy(device):
+    torch = pytest.importorskip("torch")
+    X, y = blobs()
+    tX, ty = torch.from_numpy(X.copy()), torch.from_numpy(y.copy())
+    shared = xpbp.backend.as_array(tX)
+    assert isinstance(shared, np.ndarray) and np.shares_memory(shared, tX.numpy())
+    a = xpbp.Network([4, 5, 3], device=device, seed=2)
+    a.fit(tX, ty, epochs=2, batch_size=10, eta=0.5, validation_data=(tX, ty), progress=False)
+    b = xpbp.Network([4, 5, 3], device=device, seed=2)
+    b.fit(X, y, epochs=2, batch_size=10, eta=0.5, progress=False)
+    assert all(np.array_equal(p, q) for p, q in zip(host(a), host(b)))
+    assert np.array_equal(a.predict(tX), b.predict(X))
+    x, t = torch.from_numpy(X[:7].T.copy()).double(), torch.eye(3, dtype=torch.float64)[ty[:7]].T.contiguous()
+    for g, h in zip(sum(a.backprop(x, t), []), sum(a.backprop(x.numpy(), t.numpy()), [])):
+        assert np.array_equal(to_numpy(g), to_numpy(h))
+    with pytest.raises(TypeError, match="must hold real numbers"):
+        a.predict(torch.zeros((2, 4), dtype=torch.complex64))
