@@ -8,20 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .backend import get_array_module
 
 __all__ = ["Activation", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh", "get"]
 
 
 class Activation:
-    """σ applied elementwise; ``prime`` is its derivative σ′, used by BP1 and BP2."""
+    """σ applied elementwise; ``prime`` is its derivative σ′, used by BP1 and BP2.
+
+    ``prime(z, a)`` may be given a = σ(z) when the caller has it (backprop does, from the
+    forward pass), so that σ′ costs no second transcendental.
+    """
 
     name = ""
 
     def fn(self, z: Any) -> Any:
         raise NotImplementedError
 
-    def prime(self, z: Any) -> Any:
+    def prime(self, z: Any, a: Any = None) -> Any:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -29,17 +35,26 @@ class Activation:
 
 
 class Sigmoid(Activation):
-    """σ(z) = 1/(1 + e⁻ᶻ), written as ½(1 + tanh(z/2)): one transcendental, no overflow."""
+    """σ(z) = 1/(1 + e⁻ᶻ): one transcendental, computed in one buffer.
+
+    For very negative z, e⁻ᶻ overflows to ∞ and 1/(1 + ∞) = 0 is the correctly rounded
+    result, so NumPy's overflow warning is silenced. (The tanh form ½(1 + tanh(z/2))
+    would avoid the overflow but loses σ(z) to cancellation below z ≈ −17 in float32.)
+    """
 
     name = "sigmoid"
 
     def fn(self, z: Any) -> Any:
         xp = get_array_module(z)
-        return 0.5 * (1.0 + xp.tanh(0.5 * z))
+        e = xp.negative(z)
+        with np.errstate(over="ignore"):
+            xp.exp(e, out=e)
+        e += 1.0
+        return xp.reciprocal(e, out=e)
 
-    def prime(self, z: Any) -> Any:
-        s = self.fn(z)
-        return s * (1.0 - s)
+    def prime(self, z: Any, a: Any = None) -> Any:
+        s = self.fn(z) if a is None else a
+        return s * (1.0 - s)  # σ′ = σ(1 − σ)
 
 
 class Tanh(Activation):
@@ -48,8 +63,8 @@ class Tanh(Activation):
     def fn(self, z: Any) -> Any:
         return get_array_module(z).tanh(z)
 
-    def prime(self, z: Any) -> Any:
-        t = get_array_module(z).tanh(z)
+    def prime(self, z: Any, a: Any = None) -> Any:
+        t = get_array_module(z).tanh(z) if a is None else a
         return 1.0 - t * t
 
 
@@ -61,7 +76,7 @@ class ReLU(Activation):
     def fn(self, z: Any) -> Any:
         return get_array_module(z).maximum(z, 0)
 
-    def prime(self, z: Any) -> Any:
+    def prime(self, z: Any, a: Any = None) -> Any:
         return (z > 0).astype(z.dtype)
 
 
@@ -71,7 +86,7 @@ class Identity(Activation):
     def fn(self, z: Any) -> Any:
         return z
 
-    def prime(self, z: Any) -> Any:
+    def prime(self, z: Any, a: Any = None) -> Any:
         return get_array_module(z).ones_like(z)
 
 

@@ -208,6 +208,8 @@ def cuda_info() -> dict[str, Any]:
 
 
 def _backend_of(a: Any) -> Backend:
+    if type(a) is np.ndarray:  # the common case, first: this runs several times per training step
+        return _BACKENDS["cpu"]
     for backend in _BACKENDS.values():
         if backend.name != "cpu" and backend.owns(a):
             return backend

@@ -45,7 +45,7 @@ class Cost:
 
     def delta(self, z: Any, a: Any, y: Any, activation: Activation) -> Any:
         """BP1: δᴸ = ∇ₐC ⊙ σ′(zᴸ)."""
-        return self.prime(a, y) * activation.prime(z)
+        return self.prime(a, y) * activation.prime(z, a)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -150,18 +150,22 @@ class Network:
         self._output = _activations.get(output_activation, argument="output_activation")
         self._hidden = _activations.get(activation)
         self._cost = _costs.get(cost)
+        self._sigmas = [self._hidden] * (len(self.sizes) - 2) + [self._output]  # σ of each layer after the input
         if self._cost.requires and self._output.name != self._cost.requires:
             raise ValueError(f"cost={cost!r} requires output_activation={self._cost.requires!r}, got {output_activation!r}")
         if self._output.name == "softmax" and cost != "log_likelihood":
             raise ValueError(f"output_activation='softmax' pairs only with cost='log_likelihood', got cost={cost!r}")
         if init not in ("scaled", "large"):
             raise ValueError(f"init must be 'scaled' or 'large', got {init!r}")
-        if str(dtype) not in ("float32", "float64"):
+        try:
+            self.dtype = None if dtype is None else np.dtype(dtype)
+        except TypeError:
+            self.dtype = None
+        if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.activation, self.output_activation, self.cost_name, self.init = activation, output_activation, cost, init
-        self.dtype = np.dtype(str(dtype))
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.device = backend.canonical(device)
         self.xp = backend.resolve(self.device)
@@ -179,10 +183,6 @@ class Network:
             f"cost={self.cost_name!r}, dtype={str(self.dtype)!r}, device={self.device!r})"
         )
 
-    @property
-    def _sigmas(self) -> list[_activations.Activation]:
-        """σ of each layer after the input."""
-        return [self._hidden] * (len(self.sizes) - 2) + [self._output]
 
     # ------------------------------------------------------------------ data at the boundary
 
@@ -248,32 +248,39 @@ class Network:
 
     def _feedforward(self, a: Any) -> Any:
         for w, b, sigma in zip(self.weights, self.biases, self._sigmas):
-            a = sigma.fn(w @ a + b)  # a = σ(w a + b)
+            z = w @ a
+            z += b
+            a = sigma.fn(z)  # a = σ(w a + b)
         return a
 
     def backprop(self, x: Any, y: Any) -> tuple[list[Any], list[Any]]:
         """``(nabla_b, nabla_w)``: the gradient of the mean cost C = (1/m) Σₓ Cₓ over the m
         columns of ``x`` ``(sizes[0], m)`` and ``y`` ``(sizes[-1], m)``, shaped like
         ``biases`` and ``weights``, on the device."""
-        nabla_b, nabla_w, _ = self._backprop(*self._pair(x, y))
+        x, y = self._pair(x, y)
+        nabla_b, nabla_w, _ = self._backprop(x, y, 1.0 / x.shape[1])
         return nabla_b, nabla_w
 
-    def _backprop(self, x: Any, y: Any) -> tuple[list[Any], list[Any], Any]:
-        """BP1–BP4 over a mini-batch; also returns the output activations aᴸ."""
+    def _backprop(self, x: Any, y: Any, scale: float) -> tuple[list[Any], list[Any], Any]:
+        """BP1–BP4 over a mini-batch, for the gradient of the summed cost times ``scale``
+        (1/m gives the mean cost's; the training step folds η in too). Also returns aᴸ."""
         # Feedforward, storing every z and every activation, layer by layer.
         activation, activations, zs = x, [x], []
         for w, b, sigma in zip(self.weights, self.biases, self._sigmas):
-            z = w @ activation + b
+            z = w @ activation
+            z += b
             activation = sigma.fn(z)
             zs.append(z)
             activations.append(activation)
         L = len(self.weights)
         nabla_b, nabla_w = [None] * L, [None] * L
-        # BP1, with the 1/m of the mean cost folded in once; BP2 carries it to every layer.
-        delta = self._cost.delta(zs[-1], activations[-1], y, self._output) * (1.0 / x.shape[1])
+        # BP1, with the scale (1/m of the mean cost) folded in once; BP2 carries it to every layer.
+        delta = self._cost.delta(zs[-1], activations[-1], y, self._output)
+        delta *= scale
         for l in range(L - 1, -1, -1):
             if l < L - 1:
-                delta = (self.weights[l + 1].T @ delta) * self._sigmas[l].prime(zs[l])  # BP2
+                delta = self.weights[l + 1].T @ delta
+                delta *= self._sigmas[l].prime(zs[l], activations[l + 1])  # BP2
             nabla_b[l] = delta.sum(axis=1, keepdims=True)  # BP3, summed over the mini-batch
             nabla_w[l] = delta @ activations[l].T  # BP4, summed over the mini-batch by the product
         return nabla_b, nabla_w, activations[-1]
@@ -416,16 +423,16 @@ class Network:
 
     def _step(self, x: Any, y: Any, eta: float, decay: float, mu: float, velocities: list[Any]) -> Any:
         """One gradient-descent update on a mini-batch; returns the batch's summed cost (on the device)."""
-        nabla_b, nabla_w, a = self._backprop(x, y)
+        nabla_b, nabla_w, a = self._backprop(x, y, eta / x.shape[1])  # η∇C of the mean cost
         if decay:
             for w, nw in zip(self.weights, nabla_w):
-                nw += decay * w  # ∇C + (λ/N) w
+                nw += (eta * decay) * w  # η(∇C + (λ/N) w)
         for p, g, v in zip(self._params, nabla_w + nabla_b, velocities or repeat(None)):
             if v is None:
-                p -= eta * g  # w ← w − η∇C
+                p -= g  # w ← w − η∇C
             else:
                 v *= mu  # v ← μv − η∇C
-                v -= eta * g
+                v -= g
                 p += v  # w ← w + v
         return self._cost.fn(a, y).sum()
 

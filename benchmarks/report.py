@@ -1,0 +1,182 @@
+"""Benchmark results: the machine they ran on, the targets, and the JSON, Markdown and
+PNG files under benchmarks/results/."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+from pathlib import Path
+
+import numpy as np
+
+import xpbp
+from xpbp import backend
+
+IMPLS = ("xpbp fit", "xpbp step", "gemm", "nielsen", "torch", "sklearn")
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1)
+    except (OSError, AttributeError):
+        cpu = platform.processor() or cpu
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "xpbp": xpbp.__version__,
+            "numpy": np.__version__, "numpy_blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+            "cuda": backend.cuda_info()}
+    for name in ("torch", "sklearn"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        info[name] = module.__version__
+    try:
+        import torch
+
+        info["torch_blas"] = "MKL" if torch.backends.mkl.is_available() else "other"
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+def _lookup(rows: list[dict]):
+    table = {(tuple(r["net"]), r["batch"], r["dtype"], r["device"], r["impl"]): r["median"] for r in rows}
+    return lambda net, batch, dtype, device, impl: table.get((tuple(net), batch, dtype, device, impl))
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """Each target as measured: value, threshold and met/short, or why it was not measured."""
+    get = _lookup(rows)
+    small, big = (784, 30, 10), (784, 1024, 1024, 10)
+    out = []
+
+    def ratio(name, num, den, threshold):
+        if num is None or den is None:
+            out.append({"target": name, "value": None, "threshold": threshold, "status": "not measured"})
+        else:
+            value = num / den
+            status = "info" if threshold is None else ("met" if value >= threshold else "short")
+            out.append({"target": name, "value": round(value, 3), "threshold": threshold, "status": status})
+
+    for dtype in ("float32", "float64"):
+        ratio(f"CPU {dtype}: fit epoch / bare step, 784-30-10 b10", get(small, 10, dtype, "cpu", "xpbp fit"),
+              get(small, 10, dtype, "cpu", "xpbp step"), 0.9)
+    ratio("CPU float64: fit / Nielsen per-example, 784-30-10 b10", get(small, 10, "float64", "cpu", "xpbp fit"),
+          get(small, 10, "float64", "cpu", "nielsen"), 8.0)
+    ratio("CPU float32: fit / PyTorch eager, 784-30-10 b10", get(small, 10, "float32", "cpu", "xpbp fit"),
+          get(small, 10, "float32", "cpu", "torch"), 4.0)
+    ratio("CPU float32: step / NumPy GEMM ceiling, 784-1024-1024-10 b1024", get(big, 1024, "float32", "cpu", "xpbp step"),
+          get(big, 1024, "float32", "cpu", "gemm"), 0.88)
+    ratio("CPU float32: step / PyTorch eager, 784-1024-1024-10 b1024", get(big, 1024, "float32", "cpu", "xpbp step"),
+          get(big, 1024, "float32", "cpu", "torch"), None)
+    cuda = sorted({r["device"] for r in rows if r["device"].startswith("cuda")})
+    if not cuda:
+        for name in ("GPU: xpbp fit >= PyTorch CUDA eager in every cell", "GPU: xpbp fit >= 2x PyTorch CUDA at batch 10",
+                     "GPU float32: step / cuBLAS GEMM ceiling, 784-1024-1024-10 b1024 (>= 0.6)",
+                     "GPU/CPU fit throughput, 784-1024-1024-10 b1024 float32 (>= 50)"):
+            out.append({"target": name, "value": None, "threshold": None, "status": "not measured: no CUDA device"})
+        return out
+    dev = cuda[0]
+    cells = {(tuple(r["net"]), r["batch"], r["dtype"]) for r in rows if r["device"] == dev}
+    pairs = [(get(*c, dev, "xpbp fit"), get(*c, dev, "torch")) for c in sorted(cells)]
+    pairs = [(a, b) for a, b in pairs if a and b]
+    if pairs:
+        out.append({"target": "GPU: xpbp fit / PyTorch CUDA eager, worst cell", "value": round(min(a / b for a, b in pairs), 3),
+                    "threshold": 1.0, "status": "met" if min(a / b for a, b in pairs) >= 1 else "short"})
+        b10 = [(get(*c, dev, "xpbp fit"), get(*c, dev, "torch")) for c in sorted(cells) if c[1] == 10]
+        b10 = [a / b for a, b in b10 if a and b]
+        if b10:
+            out.append({"target": "GPU: xpbp fit / PyTorch CUDA eager at batch 10, worst", "value": round(min(b10), 3),
+                        "threshold": 2.0, "status": "met" if min(b10) >= 2 else "short"})
+    ratio("GPU float32: step / cuBLAS GEMM ceiling, 784-1024-1024-10 b1024", get(big, 1024, "float32", dev, "xpbp step"),
+          get(big, 1024, "float32", dev, "gemm"), 0.6)
+    ratio("GPU/CPU fit throughput, 784-1024-1024-10 b1024 float32", get(big, 1024, "float32", dev, "xpbp fit"),
+          get(big, 1024, "float32", "cpu", "xpbp fit"), 50.0)
+    return out
+
+
+def assemble(rows: list[dict], notes: list[str], *, mode: str, seconds: float, step_flops: dict) -> dict:
+    for r in rows:
+        if r["impl"] in ("gemm", "xpbp step"):
+            key = f"{'-'.join(map(str, r['net']))} b{r['batch']}"
+            r["gflops"] = round(step_flops[key] * r["median"] / r["batch"] / 1e9, 1)
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "mode": mode,
+            "seconds": round(seconds, 1), "machine": machine(), "notes": notes, "targets": targets(rows), "rows": rows}
+
+
+def _fmt(rate: float | None) -> str:
+    if rate is None:
+        return "–"
+    return f"{rate / 1000:.1f}k" if rate < 1e6 else f"{rate / 1e6:.2f}M"
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    gpus = ", ".join(d["name"] for d in m["cuda"].get("devices", [])) or "none"
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; GPU: {gpus}; NumPy {m['numpy']} ({m['numpy_blas']}); "
+             f"PyTorch {m.get('torch', '–')}; scikit-learn {m.get('sklearn', '–')}. "
+             f"{results['mode']} run, {results['date']}.", "",
+             "Training throughput, examples/s (median of the rounds; spread in the JSON):", "",
+             "| net | batch | dtype | device | " + " | ".join(IMPLS) + " |",
+             "|---|---:|---|---|" + "---:|" * len(IMPLS)]
+    get = _lookup(results["rows"])
+    cells = sorted({(tuple(r["net"]), r["batch"], r["dtype"], r["device"]) for r in results["rows"]},
+                   key=lambda c: (c[3], len(c[0]), c[0], c[1], c[2]))
+    for net, batch, dtype, device in cells:
+        rates = [_fmt(get(net, batch, dtype, device, impl)) for impl in IMPLS]
+        lines.append(f"| {'-'.join(map(str, net))} | {batch} | {dtype} | {device} | " + " | ".join(rates) + " |")
+    lines += ["", "| target | measured | needed | status |", "|---|---:|---:|---|"]
+    for t in results["targets"]:
+        value = "–" if t["value"] is None else f"{t['value']:.2f}"
+        needed = "–" if t["threshold"] is None else f"{t['threshold']:g}"
+        lines.append(f"| {t['target']} | {value} | {needed} | {t['status']} |")
+    for note in results["notes"]:
+        lines.append(f"\nNote: {note}")
+    return "\n".join(lines)
+
+
+def slug(m: dict) -> str:
+    gpus = [d["name"] for d in m["cuda"].get("devices", [])]
+    name = f"{m['cpu']}-{m['cores']}c" + (f"-{gpus[0]}" if gpus else "")
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = sorted({tuple(r["net"]) for r in results["rows"]}, key=len)
+    fig, axes = plt.subplots(1, len(nets), figsize=(5 * len(nets), 4.2), constrained_layout=True, squeeze=False)
+    for ax, net in zip(axes[0], nets):
+        rows = [r for r in results["rows"] if tuple(r["net"]) == net and r["dtype"] == "float32"]
+        for impl, device in sorted({(r["impl"], r["device"]) for r in rows}):
+            line = sorted((r["batch"], r["median"]) for r in rows if r["impl"] == impl and r["device"] == device)
+            style = "--" if impl == "gemm" else "-"
+            ax.plot(*zip(*line), style, marker="o", label=f"{impl} ({device})")
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="examples/s", title="-".join(map(str, net)) + ", float32")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"training throughput on {results['machine']['cpu']} ({results['machine']['cores']} cores)")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(results: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / slug(results["machine"])
+    paths = [base.with_suffix(".json"), base.with_suffix(".md")]
+    paths[0].write_text(json.dumps(results, indent=1) + "\n")
+    paths[1].write_text(markdown(results) + "\n")
+    try:
+        plot(results, base.with_suffix(".png"))
+        paths.append(base.with_suffix(".png"))
+    except ImportError:
+        results["notes"].append("matplotlib is not installed: no plot")
+    return paths
