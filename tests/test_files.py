@@ -152,3 +152,12 @@ def test_network_pickles(device, rng):
     X = rng.standard_normal((5, 4))
     assert np.array_equal(back.predict(X), net.predict(X))
     assert all(np.array_equal(a, b) for a, b in zip(host(net), host(back)))
+
+
+def test_orphaned_temporary_files_are_cleaned_up(tmp_path):
+    """A writer killed mid-save leaves its temporary file; the next save removes it."""
+    path = tmp_path / "model.npz"
+    (tmp_path / ".model.npz.abc123.tmp").write_bytes(b"half a file")
+    (tmp_path / ".other.npz.abc123.tmp").write_bytes(b"someone else's")
+    xpbp.Network([3, 2], device="cpu", seed=1).save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.abc123.tmp", "model.npz"]

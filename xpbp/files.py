@@ -4,11 +4,14 @@ Models and checkpoints are NumPy ``.npz`` archives holding a ``format`` name and
 ``version`` beside their arrays. A write goes to a temporary file in the same
 directory, is flushed to disk, and only then renamed over the target, so a crash or a
 full disk never leaves a half-written file where a good one was. A read refuses
-anything that is not a readable archive of the expected format and version.
+anything that is not a readable archive of the expected format and version. A
+temporary file orphaned by a writer that was killed (SIGKILL cannot be caught) is
+removed by the next successful write of the same file.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 import zipfile
@@ -32,6 +35,8 @@ def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:

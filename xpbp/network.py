@@ -316,7 +316,7 @@ class Network:
         or float targets ``(N, sizes[-1])``. For each mini-batch of m examples:
         v ← μv − η(∇C + (λ/N)w), w ← w + v, and the same for b without the λ term;
         with μ = 0 this is Nielsen's update. The data is moved to the device once;
-        each epoch draws a seeded permutation on the device and takes contiguous slices.
+        each epoch draws a seeded permutation on the device and gathers each mini-batch from it.
 
         ``eta_decay``: a learning-rate schedule (Nielsen, ch. 3), η/(1 + eta_decay·(e − 1))
         in epoch e; 0 keeps η constant.
@@ -380,26 +380,34 @@ class Network:
         """Every weight matrix, then every bias vector."""
         return self.weights + self.biases
 
-    def _shuffled(self, X: Any, Y: Any, shuffle: bool) -> tuple[Any, Any]:
-        """X and Y in this epoch's order: a permutation drawn on the device from the seed and
-        the number of epochs trained so far, so the order needs no state beyond those two."""
+    def _batches(self, X: Any, Y: Any, m: int, shuffle: bool):
+        """This epoch's mini-batches ``(x, y)``, examples as columns.
+
+        The order is a permutation drawn on the device from the seed and the number of
+        epochs trained so far, so it needs no state beyond those two; each mini-batch is
+        gathered from it as needed (m rows at a time, hot in cache for the step that uses
+        them), so the data set is never copied whole.
+        """
+        n = X.shape[0]
         if not shuffle:
-            return X, Y
+            for k in range(0, n, m):
+                yield X[k : k + m].T, Y[k : k + m].T
+            return
         seed = np.random.SeedSequence([self.seed, self._epochs_trained]).generate_state(1)[0]
-        perm = self.xp.random.RandomState(int(seed)).permutation(X.shape[0])
-        return X[perm], Y[perm]  # one gather per epoch; mini-batches are then contiguous slices
+        perm = self.xp.random.RandomState(int(seed)).permutation(n)
+        for k in range(0, n, m):
+            index = perm[k : k + m]
+            yield X.take(index, axis=0).T, Y.take(index, axis=0).T
 
     def _epoch(self, X, Y, epoch, run, velocities, validation, history, progress) -> None:
         """One pass over the data, then its statistics in one host transfer."""
         xp, n, m = self.xp, run["examples"], run["batch_size"]
         eta, decay = _eta(run, epoch), run["lmbda"] / n
         start = time.perf_counter()
-        Xe, Ye = self._shuffled(X, Y, run["shuffle"])
         snapshot = [p.copy() for p in self._params + velocities]  # the last finite state, should this epoch diverge
         total = xp.zeros((), dtype=self.dtype)
         with tqdm(total=n, desc=f"epoch {epoch}/{run['epochs']}", unit="ex", unit_scale=True, leave=False, disable=not progress) as bar:
-            for k in range(0, n, m):
-                x, y = Xe[k : k + m].T, Ye[k : k + m].T
+            for x, y in self._batches(X, Y, m, run["shuffle"]):
                 total += self._step(x, y, eta, decay, run["momentum"], velocities)
                 bar.update(x.shape[1])
         stats = [total / n, sum(p.sum() for p in self._params)]  # the second is finite iff every parameter is
@@ -409,7 +417,7 @@ class Network:
             stats.extend(self._totals(*validation))
         values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
         if not all(map(math.isfinite, values[:2])):
-            self._diverged(Xe, Ye, epoch, run, velocities, snapshot, history)
+            self._diverged(X, Y, epoch, run, velocities, snapshot, history)
         self._epochs_trained += 1
         history.train_cost.append(values[0] + (values[2] if run["lmbda"] else 0.0))
         if validation is not None:
@@ -436,7 +444,7 @@ class Network:
                 p += v  # w ← w + v
         return self._cost.fn(a, y).sum()
 
-    def _diverged(self, Xe, Ye, epoch, run, velocities, snapshot, history) -> None:
+    def _diverged(self, X, Y, epoch, run, velocities, snapshot, history) -> None:
         """Replay the epoch from its snapshot, checking after every mini-batch, to find the
         first one that produced a NaN or Inf; leave the parameters as they were before it
         and raise :class:`DivergenceError`."""
@@ -444,9 +452,9 @@ class Network:
         _assign(state, snapshot)
         n, m = run["examples"], run["batch_size"]
         batches = -(-n // m)
-        for index, k in enumerate(range(0, n, m), start=1):
+        for index, (x, y) in enumerate(self._batches(X, Y, m, run["shuffle"]), start=1):
             before = [p.copy() for p in state]
-            cost = self._step(Xe[k : k + m].T, Ye[k : k + m].T, _eta(run, epoch), run["lmbda"] / n, run["momentum"], velocities)
+            cost = self._step(x, y, _eta(run, epoch), run["lmbda"] / n, run["momentum"], velocities)
             if not math.isfinite(float(backend.to_numpy(cost + sum(p.sum() for p in self._params)))):
                 _assign(state, before)
                 where = f"mini-batch {index} of {batches}"

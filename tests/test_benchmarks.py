@@ -1,0 +1,47 @@
+"""The benchmark suite's bookkeeping: targets judged from measured rows, and its files.
+(The timings themselves are never asserted: they live in benchmarks/results.)"""
+
+import json
+
+import pytest
+
+from benchmarks import report, suite
+
+
+def row(net, batch, dtype, device, impl, median):
+    return {"net": list(net), "batch": batch, "dtype": dtype, "device": device, "impl": impl,
+            "median": median, "min": median, "max": median, "samples": [median]}
+
+
+SMALL, BIG = (784, 30, 10), (784, 1024, 1024, 10)
+
+
+def test_targets_met_short_and_unmeasured():
+    rows = [row(SMALL, 10, "float32", "cpu", "xpbp fit", 95.0), row(SMALL, 10, "float32", "cpu", "xpbp step", 100.0),
+            row(SMALL, 10, "float64", "cpu", "xpbp fit", 80.0), row(SMALL, 10, "float64", "cpu", "nielsen", 10.0),
+            row(SMALL, 10, "float32", "cpu", "torch", 30.0),
+            row(BIG, 1024, "float32", "cpu", "xpbp step", 8.0), row(BIG, 1024, "float32", "cpu", "gemm", 10.0)]
+    got = {t["target"]: t for t in report.targets(rows)}
+    assert got["CPU float32: fit epoch / bare step, 784-30-10 b10"]["status"] == "met"
+    assert got["CPU float64: fit epoch / bare step, 784-30-10 b10"]["status"] == "not measured"
+    assert got["CPU float64: fit / Nielsen per-example, 784-30-10 b10"] | {} == {
+        "target": "CPU float64: fit / Nielsen per-example, 784-30-10 b10", "value": 8.0, "threshold": 8.0, "status": "met"}
+    assert got["CPU float32: fit / PyTorch eager, 784-30-10 b10"]["status"] == "short"
+    assert got["CPU float32: step / NumPy GEMM ceiling, 784-1024-1024-10 b1024"]["value"] == pytest.approx(0.8)
+    assert all(t["status"].startswith("not measured") for name, t in got.items() if name.startswith("GPU"))
+
+
+def test_step_flops_counts_each_product():
+    # forward 2·m·n_in·n_out for each layer, BP4 the same, BP2 only above the first layer
+    assert suite.step_flops(suite.Cell((4, 3, 2), 5, "float32", "cpu")) == 2 * 5 * (4 * 3 * 2 + 3 * 2 * 3)
+
+
+def test_files_are_written(tmp_path):
+    rows = [row(SMALL, b, "float32", "cpu", impl, 1000.0 * b) for b in (10, 128) for impl in ("xpbp fit", "xpbp step")]
+    results = report.assemble(rows, ["a note"], mode="quick", seconds=1.0,
+                              step_flops={"784-30-10 b10": 10, "784-30-10 b128": 128})
+    paths = report.write(results, tmp_path)
+    assert [p.suffix for p in paths] == [".json", ".md", ".png"]
+    data = json.loads(paths[0].read_text())
+    assert data["machine"]["cores"] >= 1 and [r["gflops"] for r in data["rows"] if r["impl"] == "xpbp step"] == [0.0, 0.0]
+    assert "| 784-30-10 | 10 | float32 | cpu | 10.0k | 10.0k |" in paths[1].read_text()
