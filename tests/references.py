@@ -3,6 +3,8 @@ from the book's formulas without using xpbp's activation or cost classes."""
 
 import numpy as np
 
+from xpbp import to_numpy
+
 SIGMA = {
     "sigmoid": (lambda z: 1.0 / (1.0 + np.exp(-z)), lambda z: np.exp(-z) / (1.0 + np.exp(-z)) ** 2),
     "tanh": (np.tanh, lambda z: 1.0 / np.cosh(z) ** 2),
@@ -69,3 +71,21 @@ def nielsen_backprop(weights, biases, names, cost, x, y):
         nabla_b = [nb + d for nb, d in zip(nabla_b, db)]
         nabla_w = [nw + d for nw, d in zip(nabla_w, dw)]
     return [nb / m for nb in nabla_b], [nw / m for nw in nabla_w]
+
+
+def numeric_gradient(net, x, y, eps=1e-6):
+    """Central finite differences of ``net.cost(x, y)`` in every weight, then every bias:
+    (C(p + ε) − C(p − ε)) / 2ε, one parameter at a time, on the network's own device."""
+    gradient = []
+    for p in net.weights + net.biases:
+        g = np.zeros(p.shape)
+        for idx in np.ndindex(p.shape):
+            old = float(to_numpy(p[idx]))
+            p[idx] = old + eps
+            plus = net.cost(x, y)
+            p[idx] = old - eps
+            minus = net.cost(x, y)
+            p[idx] = old
+            g[idx] = (plus - minus) / (2 * eps)
+        gradient.append(g)
+    return gradient

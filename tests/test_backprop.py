@@ -9,7 +9,7 @@ import pytest
 import xpbp
 from xpbp import to_numpy
 
-from references import SIGMA, cost_grad, forward, nielsen_backprop, sigma_prime_matrix
+from references import cost_grad, forward, nielsen_backprop, numeric_gradient, sigma_prime_matrix
 
 HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
 # (output activation, cost): every pairing the network accepts.
@@ -50,19 +50,7 @@ def test_finite_differences(device, combo, rng):
     hidden, output, cost, sizes = combo
     net, x, y = make(device, hidden, output, cost, sizes, 7, rng)
     nabla_b, nabla_w = net.backprop(x, y)
-    eps = 1e-6
-    numeric = []
-    for p in net.weights + net.biases:
-        g = np.zeros(p.shape)
-        for idx in np.ndindex(p.shape):
-            old = float(to_numpy(p[idx]))
-            p[idx] = old + eps
-            plus = net.cost(x, y)
-            p[idx] = old - eps
-            minus = net.cost(x, y)
-            p[idx] = old
-            g[idx] = (plus - minus) / (2 * eps)
-        numeric.append(g)
+    numeric = numeric_gradient(net, x, y)
     analytic = [to_numpy(g) for g in nabla_w + nabla_b]
     assert rel_error(analytic, numeric) < 1e-6
 

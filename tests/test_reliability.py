@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import xpbp
-from xpbp import to_device, to_numpy
+from xpbp import to_numpy
 
 import strict
 
