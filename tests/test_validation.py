@@ -106,6 +106,10 @@ def test_other_entry_points(net):
         net.backprop(np.ones((4, 2)), np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"a must have shape \(4, m\)"):
         net.feedforward(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="x contains NaN or Inf"):
+        net.backprop(np.full((4, 2), np.nan), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="y contains NaN or Inf"):
+        net.cost(np.ones((4, 2)), np.full((2, 2), np.inf))
     with pytest.raises(ValueError, match="X contains NaN or Inf"):
         net.predict(np.full((2, 4), np.nan))
     with pytest.raises(ValueError, match=r"labels in \[0, 5\]"):

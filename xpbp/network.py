@@ -183,7 +183,6 @@ class Network:
             f"cost={self.cost_name!r}, dtype={str(self.dtype)!r}, device={self.device!r})"
         )
 
-
     # ------------------------------------------------------------------ data at the boundary
 
     def _put(self, a: Any) -> Any:
@@ -192,7 +191,9 @@ class Network:
 
     def _matrix(self, a: Any, name: str, width: int, *, columns: bool, finite: bool = True) -> Any:
         """Validate a 2-D input and bring it to the device. ``columns``: examples are columns
-        (shape ``(width, m)``), else rows (shape ``(N, width)``)."""
+        (shape ``(width, m)``), else rows (shape ``(N, width)``). ``finite=False`` checks for
+        NaN and Inf only in host data, where it is free: the equations' own entry points
+        (feedforward, backprop, cost) never synchronise with a device to validate."""
         a = _real_array(a, name)
         want = f"({width}, m)" if columns else f"(n_examples, {width})"
         if a.ndim != 2 or a.shape[0 if columns else 1] != width:
@@ -202,7 +203,7 @@ class Network:
         narrowing = a.dtype.kind == "f" and a.dtype.itemsize > self.dtype.itemsize
         with np.errstate(over="ignore"):
             a = a.astype(self.dtype, copy=False)  # where the data lives, so the check below is free for host data
-        if finite and not _all_finite(a):
+        if (finite or backend.device_of(a) == "cpu") and not _all_finite(a):
             beyond = f" (or values beyond the range of {self.dtype})" if narrowing else ""
             raise ValueError(f"{name} contains NaN or Inf{beyond}")
         return backend.to_device(a, self.device)
