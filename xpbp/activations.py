@@ -19,15 +19,18 @@ class Activation:
     """σ applied elementwise; ``prime`` is its derivative σ′, used by BP1 and BP2.
 
     ``prime(z, a)`` may be given a = σ(z) when the caller has it (backprop does, from the
-    forward pass), so that σ′ costs no second transcendental.
+    forward pass), so that σ′ costs no second transcendental. Both take an optional
+    ``out`` array of z's shape and dtype to write into (the training step keeps such work
+    buffers, so that it allocates nothing per step); they return the result, which for
+    the identity may be z itself.
     """
 
     name = ""
 
-    def fn(self, z: Any) -> Any:
+    def fn(self, z: Any, out: Any = None) -> Any:
         raise NotImplementedError
 
-    def prime(self, z: Any, a: Any = None) -> Any:
+    def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -44,28 +47,32 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
 
-    def fn(self, z: Any) -> Any:
+    def fn(self, z: Any, out: Any = None) -> Any:
         xp = get_array_module(z)
-        e = xp.negative(z)
+        e = xp.negative(z, out=out)
         with np.errstate(over="ignore"):
             xp.exp(e, out=e)
         e += 1.0
         return xp.reciprocal(e, out=e)
 
-    def prime(self, z: Any, a: Any = None) -> Any:
+    def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
         s = self.fn(z) if a is None else a
-        return s * (1.0 - s)  # σ′ = σ(1 − σ)
+        t = get_array_module(z).subtract(1.0, s, out=out)
+        t *= s  # σ′ = σ(1 − σ)
+        return t
 
 
 class Tanh(Activation):
     name = "tanh"
 
-    def fn(self, z: Any) -> Any:
-        return get_array_module(z).tanh(z)
+    def fn(self, z: Any, out: Any = None) -> Any:
+        return get_array_module(z).tanh(z, out=out)
 
-    def prime(self, z: Any, a: Any = None) -> Any:
-        t = get_array_module(z).tanh(z) if a is None else a
-        return 1.0 - t * t
+    def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
+        xp = get_array_module(z)
+        t = xp.tanh(z) if a is None else a
+        p = xp.multiply(t, t, out=out)
+        return xp.subtract(1.0, p, out=p)  # σ′ = 1 − tanh²
 
 
 class ReLU(Activation):
@@ -73,21 +80,25 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def fn(self, z: Any) -> Any:
-        return get_array_module(z).maximum(z, 0)
+    def fn(self, z: Any, out: Any = None) -> Any:
+        return get_array_module(z).maximum(z, 0, out=out)
 
-    def prime(self, z: Any, a: Any = None) -> Any:
-        return (z > 0).astype(z.dtype)
+    def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
+        return get_array_module(z).greater(z, 0, out=out) if out is not None else (z > 0).astype(z.dtype)
 
 
 class Identity(Activation):
     name = "identity"
 
-    def fn(self, z: Any) -> Any:
+    def fn(self, z: Any, out: Any = None) -> Any:
         return z
 
-    def prime(self, z: Any, a: Any = None) -> Any:
-        return get_array_module(z).ones_like(z)
+    def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
+        xp = get_array_module(z)
+        if out is None:
+            return xp.ones_like(z)
+        out.fill(1)
+        return out
 
 
 class Softmax(Activation):
@@ -100,10 +111,12 @@ class Softmax(Activation):
 
     name = "softmax"
 
-    def fn(self, z: Any) -> Any:
+    def fn(self, z: Any, out: Any = None) -> Any:
         xp = get_array_module(z)
-        e = xp.exp(z - z.max(axis=0, keepdims=True))
-        return e / e.sum(axis=0, keepdims=True)
+        e = xp.subtract(z, z.max(axis=0, keepdims=True), out=out)
+        xp.exp(e, out=e)
+        e /= e.sum(axis=0, keepdims=True)
+        return e
 
 
 _ACTIVATIONS = {cls.name: cls for cls in (Sigmoid, Tanh, ReLU, Identity, Softmax)}

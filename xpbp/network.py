@@ -170,6 +170,7 @@ class Network:
         self.device = backend.canonical(device)
         self.xp = backend.resolve(self.device)
         self._epochs_trained = 0
+        self._work: dict = {}  # the training step's buffers, kept from step to step
 
         # Drawn on the host in float64, so a seed gives the same network on every device and dtype.
         rng = np.random.default_rng(self.seed)
@@ -262,15 +263,30 @@ class Network:
         nabla_b, nabla_w, _ = self._backprop(x, y, 1.0 / x.shape[1])
         return nabla_b, nabla_w
 
-    def _backprop(self, x: Any, y: Any, scale: float) -> tuple[list[Any], list[Any], Any]:
+    def _backprop(self, x: Any, y: Any, scale: float, work: dict | None = None) -> tuple[list[Any], list[Any], Any]:
         """BP1–BP4 over a mini-batch, for the gradient of the summed cost times ``scale``
-        (1/m gives the mean cost's; the training step folds η in too). Also returns aᴸ."""
+        (1/m gives the mean cost's; the training step folds η in too). Also returns aᴸ.
+
+        With ``work`` (the training step's), every large intermediate is written into a
+        buffer kept there from one step to the next, and the returned nablas are those
+        buffers: valid until the next call. Without it, everything is freshly allocated.
+        """
+        m, xp = x.shape[1], self.xp
+
+        def buffer(name: str, l: int, shape: tuple[int, int]) -> Any:
+            if work is None:
+                return None
+            key = (name, l, shape)
+            if key not in work:
+                work[key] = xp.empty(shape, dtype=self.dtype)
+            return work[key]
+
         # Feedforward, storing every z and every activation, layer by layer.
         activation, activations, zs = x, [x], []
-        for w, b, sigma in zip(self.weights, self.biases, self._sigmas):
-            z = w @ activation
+        for l, (w, b, sigma) in enumerate(zip(self.weights, self.biases, self._sigmas)):
+            z = xp.matmul(w, activation, out=buffer("z", l, (w.shape[0], m)))
             z += b
-            activation = sigma.fn(z)
+            activation = sigma.fn(z, out=buffer("a", l, z.shape))
             zs.append(z)
             activations.append(activation)
         L = len(self.weights)
@@ -280,10 +296,10 @@ class Network:
         delta *= scale
         for l in range(L - 1, -1, -1):
             if l < L - 1:
-                delta = self.weights[l + 1].T @ delta
-                delta *= self._sigmas[l].prime(zs[l], activations[l + 1])  # BP2
-            nabla_b[l] = delta.sum(axis=1, keepdims=True)  # BP3, summed over the mini-batch
-            nabla_w[l] = delta @ activations[l].T  # BP4, summed over the mini-batch by the product
+                delta = xp.matmul(self.weights[l + 1].T, delta, out=buffer("delta", l, zs[l].shape))
+                delta *= self._sigmas[l].prime(zs[l], activations[l + 1], out=buffer("prime", l, zs[l].shape))  # BP2
+            nabla_b[l] = delta.sum(axis=1, keepdims=True, out=buffer("nabla_b", l, self.biases[l].shape))  # BP3
+            nabla_w[l] = xp.matmul(delta, activations[l].T, out=buffer("nabla_w", l, self.weights[l].shape))  # BP4
         return nabla_b, nabla_w, activations[-1]
 
     def cost(self, x: Any, y: Any) -> float:
@@ -432,7 +448,7 @@ class Network:
 
     def _step(self, x: Any, y: Any, eta: float, decay: float, mu: float, velocities: list[Any]) -> Any:
         """One gradient-descent update on a mini-batch; returns the batch's summed cost (on the device)."""
-        nabla_b, nabla_w, a = self._backprop(x, y, eta / x.shape[1])  # η∇C of the mean cost
+        nabla_b, nabla_w, a = self._backprop(x, y, eta / x.shape[1], self._work)  # η∇C of the mean cost
         if decay:
             for w, nw in zip(self.weights, nabla_w):
                 nw += (eta * decay) * w  # η(∇C + (λ/N) w)
@@ -498,18 +514,20 @@ class Network:
         """Move the parameters to ``device`` in place; returns the network."""
         self.device = backend.canonical(device)
         self.xp = backend.resolve(self.device)
+        self._work = {}
         self.weights = [self._put(w) for w in self.weights]
         self.biases = [self._put(b) for b in self.biases]
         return self
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters as NumPy arrays and the device by name (not its module)."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("xp", "weights", "biases")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("xp", "weights", "biases", "_work")}
         state["weights"], state["biases"] = (self._to_host(self.weights), self._to_host(self.biases))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._work = {}
         self.xp = backend.resolve(self.device)
         self.weights = [self._put(w) for w in self.weights]
         self.biases = [self._put(b) for b in self.biases]
