@@ -80,6 +80,7 @@ def test_sample_matches_the_shared_checksums():
 
 
 def test_corrupt_sample_is_refused(monkeypatch):
+    datasets._sample_arrays.cache_clear()
     monkeypatch.setitem(datasets._DATASETS["mnist"].files, "test-labels", ("t10k-labels-idx1-ubyte", "0" * 64))
     with pytest.raises(datasets.DatasetError, match="t10k-labels-idx1-ubyte.gz is corrupt.*reinstall xpbp"):
         datasets.load("mnist-sample")

@@ -20,6 +20,7 @@ against that SHA-256 each time it is read.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -212,7 +213,9 @@ def _read_file(name: str, key: str, data_dir: str | os.PathLike | None, download
         raise DatasetError(f"{name}: {e}. Delete or replace that file. {_by_hand(name, [filename], dirs)}") from None
 
 
-def _sample(split: str) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _sample_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The embedded images and labels, verified and parsed once per process (read-only)."""
     arrays = []
     for key in ("test-images", "test-labels"):
         filename, sha256 = _DATASETS["mnist"].files[key]
@@ -221,8 +224,14 @@ def _sample(split: str) -> tuple[np.ndarray, np.ndarray]:
             data = _verified(resource.read_bytes(), f"embedded {filename}.gz", sha256)
         except ValueError as e:
             raise DatasetError(f"{e}; reinstall xpbp") from None
-        arrays.append(parse_idx(data, filename))
-    images, labels = arrays
+        array = parse_idx(data, filename)
+        array.flags.writeable = False
+        arrays.append(array)
+    return tuple(arrays)
+
+
+def _sample(split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _sample_arrays()
     part = slice(None, _SAMPLE_TRAIN) if split == "train" else slice(_SAMPLE_TRAIN, None)
     return images[part], labels[part]
 
