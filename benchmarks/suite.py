@@ -102,12 +102,12 @@ def xpbp_step(cell: Cell, target: float) -> Unit:
     x = xpbp.to_device(X.T.copy(), cell.device)
     t = xpbp.to_device(np.eye(cell.sizes[-1], dtype=cell.dtype)[y].T.copy(), cell.device)
     clock = Clock(cell.device)
-    velocities: list = []
+    net._pack()  # as fit does before its first step
 
     def steps(k: int) -> float:
         def work():
             for _ in range(k):
-                net._step(x, t, ETA, 0.0, 0.0, velocities)  # the step fit runs, without the epoch around it
+                net._step(x, t, ETA, 0.0, 0.0, None)  # the step fit runs, without the epoch around it
 
         return clock.time(work)
 

@@ -44,6 +44,26 @@ def test_same_seed_gives_bit_identical_weights(device, rng):
     assert not np.array_equal(weights(other)[0], runs[0][0])
 
 
+def test_parameters_replaced_between_fits_are_the_ones_trained(device, rng):
+    """fit trains every w and b as views of one buffer; an array put in their place
+    (rather than written into) must be taken into that buffer, not silently ignored."""
+    X, y = blobs(rng)
+    nets = [xpbp.Network([4, 8, 3], device=device, seed=5) for _ in range(2)]
+    for net in nets:
+        net.fit(X, y, epochs=1, batch_size=20, eta=0.5, momentum=0.3, progress=False)
+    nets[0].weights[0] = nets[0].weights[0] * 0.5  # a new array
+    nets[0].biases = [b + 1 for b in nets[0].biases]
+    nets[1].weights[0] *= 0.5  # the same values, written in place
+    for b in nets[1].biases:
+        b += 1
+    for net in nets:
+        net.fit(X, y, epochs=1, batch_size=20, eta=0.5, momentum=0.3, progress=False)
+    for a, b in zip(weights(nets[0]), weights(nets[1])):
+        assert np.array_equal(a, b)
+    untrained = xpbp.Network([4, 8, 3], device=device, seed=5)
+    assert not np.array_equal(weights(nets[0])[0], weights(untrained)[0])
+
+
 def test_shuffle_draws_a_new_permutation_each_epoch(device, rng):
     """Two epochs in one fit equal two fits of one epoch (the shuffle seed follows the
     epoch count), and differ from two epochs without shuffling."""

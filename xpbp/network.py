@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -124,6 +123,10 @@ class Network:
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     seed : seeds the initial weights and every epoch's shuffle; drawn at random when None
         (and kept in ``net.seed``, so a run can be repeated).
+
+    ``net.weights[l]`` (shape ``(sizes[l+1], sizes[l])``) and ``net.biases[l]`` (``(sizes[l+1], 1)``)
+    are arrays on the device. ``fit`` trains them in place as views of one buffer; an array
+    put in their place is copied into that buffer when ``fit`` next starts.
     """
 
     def __init__(
@@ -263,44 +266,65 @@ class Network:
         nabla_b, nabla_w, _ = self._backprop(x, y, 1.0 / x.shape[1])
         return nabla_b, nabla_w
 
-    def _backprop(self, x: Any, y: Any, scale: float, work: dict | None = None) -> tuple[list[Any], list[Any], Any]:
+    def _backprop(self, x: Any, y: Any, scale: float, work: bool = False) -> tuple[list[Any], list[Any], Any]:
         """BP1–BP4 over a mini-batch, for the gradient of the summed cost times ``scale``
         (1/m gives the mean cost's; the training step folds η in too). Also returns aᴸ.
 
         With ``work`` (the training step's), every large intermediate is written into a
-        buffer kept there from one step to the next, and the returned nablas are those
-        buffers: valid until the next call. Without it, everything is freshly allocated.
+        buffer kept from one step to the next (see :meth:`_buffers`), and the returned
+        nablas are views of the one gradient buffer: valid until the next call. Without
+        it, everything is freshly allocated.
         """
-        m, xp = x.shape[1], self.xp
-
-        def buffer(name: str, l: int, shape: tuple[int, int]) -> Any:
-            if work is None:
-                return None
-            key = (name, l, shape)
-            if key not in work:
-                work[key] = xp.empty(shape, dtype=self.dtype)
-            return work[key]
+        m, xp, L = x.shape[1], self.xp, len(self.weights)
+        z_out, a_out, delta_out, prime_out, b_out, w_out = self._buffers(m) if work else [[None] * L] * 6
 
         # Feedforward, storing every z and every activation, layer by layer.
         activation, activations, zs = x, [x], []
         for l, (w, b, sigma) in enumerate(zip(self.weights, self.biases, self._sigmas)):
-            z = xp.matmul(w, activation, out=buffer("z", l, (w.shape[0], m)))
+            z = xp.matmul(w, activation, out=z_out[l])
             z += b
-            activation = sigma.fn(z, out=buffer("a", l, z.shape))
+            activation = sigma.fn(z, out=a_out[l])
             zs.append(z)
             activations.append(activation)
-        L = len(self.weights)
         nabla_b, nabla_w = [None] * L, [None] * L
         # BP1, with the scale (1/m of the mean cost) folded in once; BP2 carries it to every layer.
         delta = self._cost.delta(zs[-1], activations[-1], y, self._output)
         delta *= scale
         for l in range(L - 1, -1, -1):
             if l < L - 1:
-                delta = xp.matmul(self.weights[l + 1].T, delta, out=buffer("delta", l, zs[l].shape))
-                delta *= self._sigmas[l].prime(zs[l], activations[l + 1], out=buffer("prime", l, zs[l].shape))  # BP2
-            nabla_b[l] = delta.sum(axis=1, keepdims=True, out=buffer("nabla_b", l, self.biases[l].shape))  # BP3
-            nabla_w[l] = xp.matmul(delta, activations[l].T, out=buffer("nabla_w", l, self.weights[l].shape))  # BP4
+                delta = xp.matmul(self.weights[l + 1].T, delta, out=delta_out[l])
+                delta *= self._sigmas[l].prime(zs[l], activations[l + 1], out=prime_out[l])  # BP2
+            nabla_b[l] = delta.sum(axis=1, keepdims=True, out=b_out[l])  # BP3
+            nabla_w[l] = xp.matmul(delta, activations[l].T, out=w_out[l])  # BP4
         return nabla_b, nabla_w, activations[-1]
+
+    def _buffers(self, m: int) -> tuple[list[Any], ...]:
+        """The training step's work buffers for mini-batches of m examples, made on first
+        use and kept: each layer's z, a, δ and σ′ (m columns each), then the gradient, one
+        contiguous buffer laid out like the parameters (see :meth:`_pack`) and seen as
+        each layer's ∂C/∂b and ∂C/∂w."""
+        if m not in self._work:
+            xp, L = self.xp, len(self.weights)
+            if "grad" not in self._work:
+                grad, views = _carve(xp, [p.shape for p in self._params], self.dtype)
+                self._work["grad"] = (grad, views[L:], views[:L])
+            per_layer = [[xp.empty((w.shape[0], m), dtype=self.dtype) for w in self.weights] for _ in range(4)]
+            self._work[m] = (*per_layer, *self._work["grad"][1:])
+        return self._work[m]
+
+    def _pack(self) -> Any:
+        """Make every w and b a view of one contiguous buffer, returned, laid out like the
+        gradient buffer, so that one operation updates them all. Kept from call to call
+        unless a parameter array was replaced since (by ``load``, ``to`` or the user)."""
+        theta, views = self._work.get("theta", (None, []))
+        params = self._params
+        if len(views) != len(params) or any(p is not v for p, v in zip(params, views)):
+            theta, views = _carve(self.xp, [p.shape for p in params], self.dtype)
+            _assign(views, params)
+            L = len(self.weights)
+            self.weights, self.biases = views[:L], views[L:]
+            self._work["theta"] = (theta, views)
+        return theta
 
     def cost(self, x: Any, y: Any) -> float:
         """The mean cost (1/m) Σₓ Cₓ over the m columns of ``x`` and ``y``, as a float."""
@@ -374,7 +398,8 @@ class Network:
 
         run = {"examples": n, "epochs": epochs, "batch_size": batch_size, "eta": eta, "eta_decay": eta_decay,
                "lmbda": lmbda, "momentum": mu, "shuffle": shuffle}
-        velocities = [xp.zeros_like(p) for p in self._params] if mu else []
+        # The velocities of every w and b in one buffer, like the parameters (see _pack).
+        velocity, velocities = _carve(xp, [p.shape for p in self._params], self.dtype) if mu else (None, [])
         history, done = History(), 0
         if resume and Path(checkpoint).exists():
             history, done = self._resume(checkpoint, run, velocities)
@@ -382,7 +407,7 @@ class Network:
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow surfaces as DivergenceError instead
                 for epoch in range(done + 1, epochs + 1):
-                    self._epoch(X, Y, epoch, run, velocities, validation, history, progress)
+                    self._epoch(X, Y, epoch, run, velocity, validation, history, progress)
                     if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
                         self._checkpoint(checkpoint, epoch, run, velocities, history)
         except MemoryError as e:
@@ -397,44 +422,52 @@ class Network:
         """Every weight matrix, then every bias vector."""
         return self.weights + self.biases
 
-    def _batches(self, X: Any, Y: Any, m: int, shuffle: bool):
-        """This epoch's mini-batches ``(x, y)``, examples as columns.
+    def _order(self, n: int, shuffle: bool) -> Any:
+        """This epoch's order of the n examples: a permutation drawn on the device from the
+        seed and the number of epochs trained so far (so it needs no state beyond those
+        two), or None for the data's own order."""
+        if not shuffle:
+            return None
+        seed = np.random.SeedSequence([self.seed, self._epochs_trained]).generate_state(1)[0]
+        return self.xp.random.RandomState(int(seed)).permutation(n)
 
-        The order is a permutation drawn on the device from the seed and the number of
-        epochs trained so far, so it needs no state beyond those two; each mini-batch is
-        gathered from it as needed (m rows at a time, hot in cache for the step that uses
+    def _batches(self, X: Any, Y: Any, m: int, order: Any):
+        """The mini-batches ``(x, y)`` of m examples in ``order``, examples as columns.
+
+        Each is gathered as needed (m rows at a time, hot in cache for the step that uses
         them), so the data set is never copied whole.
         """
-        n = X.shape[0]
-        if not shuffle:
-            for k in range(0, n, m):
+        for k in range(0, X.shape[0], m):
+            if order is None:
                 yield X[k : k + m].T, Y[k : k + m].T
-            return
-        seed = np.random.SeedSequence([self.seed, self._epochs_trained]).generate_state(1)[0]
-        perm = self.xp.random.RandomState(int(seed)).permutation(n)
-        for k in range(0, n, m):
-            index = perm[k : k + m]
-            yield X.take(index, axis=0).T, Y.take(index, axis=0).T
+            else:
+                index = order[k : k + m]
+                yield X.take(index, axis=0).T, Y.take(index, axis=0).T
 
-    def _epoch(self, X, Y, epoch, run, velocities, validation, history, progress) -> None:
+    def _epoch(self, X, Y, epoch, run, velocity, validation, history, progress) -> None:
         """One pass over the data, then its statistics in one host transfer."""
         xp, n, m = self.xp, run["examples"], run["batch_size"]
         eta, decay = _eta(run, epoch), run["lmbda"] / n
         start = time.perf_counter()
-        snapshot = [p.copy() for p in self._params + velocities]  # the last finite state, should this epoch diverge
-        total = xp.zeros((), dtype=self.dtype)
+        theta = self._pack()
+        snapshot = [a.copy() for a in _state(theta, velocity)]  # the last finite state, should this epoch diverge
+        order = self._order(n, run["shuffle"])
+        outputs = xp.empty((self.sizes[-1], n), dtype=self.dtype)  # each mini-batch's aᴸ, as it was trained on
         with tqdm(total=n, desc=f"epoch {epoch}/{run['epochs']}", unit="ex", unit_scale=True, leave=False, disable=not progress) as bar:
-            for x, y in self._batches(X, Y, m, run["shuffle"]):
-                total += self._step(x, y, eta, decay, run["momentum"], velocities)
+            for k, (x, y) in zip(range(0, n, m), self._batches(X, Y, m, order)):
+                outputs[:, k : k + m] = self._step(x, y, eta, decay, run["momentum"], velocity)
                 bar.update(x.shape[1])
-        stats = [total / n, sum(p.sum() for p in self._params)]  # the second is finite iff every parameter is
+        targets = Y if order is None else Y.take(order, axis=0)
+        # The training cost in one pass at the end, not a handful of calls per step; then
+        # θ's sum, which is finite iff every parameter is.
+        stats = [self._cost.fn(outputs, targets.T).sum() / n, theta.sum()]
         if run["lmbda"]:
             stats.append(0.5 * decay * sum((w * w).sum() for w in self.weights))
         if validation is not None:
             stats.extend(self._totals(*validation))
         values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
         if not all(map(math.isfinite, values[:2])):
-            self._diverged(X, Y, epoch, run, velocities, snapshot, history)
+            self._diverged(X, Y, epoch, run, velocity, snapshot, history)
         self._epochs_trained += 1
         history.train_cost.append(values[0] + (values[2] if run["lmbda"] else 0.0))
         if validation is not None:
@@ -446,33 +479,42 @@ class Network:
             line += f", validation cost {history.val_cost[-1]:.4f}, accuracy {history.val_accuracy[-1]:.2%}"
         log.info("%s (%.2f s, %.0f examples/s)", line, history.seconds[-1], n / history.seconds[-1])
 
-    def _step(self, x: Any, y: Any, eta: float, decay: float, mu: float, velocities: list[Any]) -> Any:
-        """One gradient-descent update on a mini-batch; returns the batch's summed cost (on the device)."""
-        nabla_b, nabla_w, a = self._backprop(x, y, eta / x.shape[1], self._work)  # η∇C of the mean cost
-        if decay:
-            for w, nw in zip(self.weights, nabla_w):
-                nw += (eta * decay) * w  # η(∇C + (λ/N) w)
-        for p, g, v in zip(self._params, nabla_w + nabla_b, velocities or repeat(None)):
-            if v is None:
-                p -= g  # w ← w − η∇C
-            else:
-                v *= mu  # v ← μv − η∇C
-                v -= g
-                p += v  # w ← w + v
-        return self._cost.fn(a, y).sum()
+    def _step(self, x: Any, y: Any, eta: float, decay: float, mu: float, velocity: Any) -> Any:
+        """One gradient-descent update on a mini-batch; returns its output activations aᴸ from
+        before the update (a work buffer, valid until the next step).
 
-    def _diverged(self, X, Y, epoch, run, velocities, snapshot, history) -> None:
+        The parameters, their gradient and their velocities each live in one buffer laid out
+        alike (θ = all w, then all b), so each line of the update is one operation for the
+        whole network: a handful of array calls (or kernel launches) per step, not a handful per layer.
+        """
+        a = self._backprop(x, y, eta / x.shape[1], work=True)[2]  # η∇C of the mean cost, into the gradient buffer
+        theta, grad = self._work["theta"][0], self._work["grad"][0]
+        if decay:
+            k = sum(w.size for w in self.weights)  # the weights come first in θ
+            if "decay" not in self._work:
+                self._work["decay"] = self.xp.empty(k, dtype=self.dtype)
+            grad_w = grad[:k]
+            grad_w += self.xp.multiply(theta[:k], eta * decay, out=self._work["decay"])  # η(∇C + (λ/N) w)
+        if velocity is None:
+            theta -= grad  # w ← w − η∇C, b likewise
+        else:
+            velocity *= mu  # v ← μv − η∇C
+            velocity -= grad
+            theta += velocity  # w ← w + v
+        return a
+
+    def _diverged(self, X, Y, epoch, run, velocity, snapshot, history) -> None:
         """Replay the epoch from its snapshot, checking after every mini-batch, to find the
         first one that produced a NaN or Inf; leave the parameters as they were before it
         and raise :class:`DivergenceError`."""
-        state = self._params + velocities
+        state = _state(self._pack(), velocity)
         _assign(state, snapshot)
         n, m = run["examples"], run["batch_size"]
         batches = -(-n // m)
-        for index, (x, y) in enumerate(self._batches(X, Y, m, run["shuffle"]), start=1):
+        for index, (x, y) in enumerate(self._batches(X, Y, m, self._order(n, run["shuffle"])), start=1):
             before = [p.copy() for p in state]
-            cost = self._step(x, y, _eta(run, epoch), run["lmbda"] / n, run["momentum"], velocities)
-            if not math.isfinite(float(backend.to_numpy(cost + sum(p.sum() for p in self._params)))):
+            a = self._step(x, y, _eta(run, epoch), run["lmbda"] / n, run["momentum"], velocity)
+            if not math.isfinite(float(backend.to_numpy(self._cost.fn(a, y).sum() + state[0].sum()))):
                 _assign(state, before)
                 where = f"mini-batch {index} of {batches}"
                 break
@@ -595,6 +637,21 @@ class Network:
 def _eta(run: dict[str, Any], epoch: int) -> float:
     """The learning rate of ``epoch`` (1-based) under the run's schedule."""
     return run["eta"] / (1.0 + run["eta_decay"] * (epoch - 1))
+
+
+def _carve(xp: Any, shapes: list[tuple[int, ...]], dtype: np.dtype) -> tuple[Any, list[Any]]:
+    """A new 1-D buffer of zeros, and views of it, one after another, with ``shapes``."""
+    flat = xp.zeros(sum(math.prod(shape) for shape in shapes), dtype=dtype)
+    views, k = [], 0
+    for shape in shapes:
+        views.append(flat[k : k + math.prod(shape)].reshape(shape))
+        k += math.prod(shape)
+    return flat, views
+
+
+def _state(theta: Any, velocity: Any) -> list[Any]:
+    """What an update changes: θ, and the velocities when there is momentum."""
+    return [theta] if velocity is None else [theta, velocity]
 
 
 def _assign(targets: list[Any], values: list[Any]) -> None:
