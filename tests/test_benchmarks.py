@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import xpbp
 from benchmarks import report, suite
 
 
@@ -45,3 +46,18 @@ def test_files_are_written(tmp_path):
     data = json.loads(paths[0].read_text())
     assert data["machine"]["cores"] >= 1 and [r["gflops"] for r in data["rows"] if r["impl"] == "xpbp step"] == [0.0, 0.0]
     assert "| 784-30-10 | 10 | float32 | cpu | 10.0k | 10.0k |" in paths[1].read_text()
+
+
+def test_compare_imports_a_revision_beside_the_working_tree(tmp_path, capsys):
+    """benchmarks.compare loads xpbp at a git revision under its own name, trains both side
+    by side and reports one ratio per round."""
+    from benchmarks import compare
+
+    old = compare.load_revision("HEAD", tmp_path)
+    assert old.__name__.startswith("xpbp_") and old.__file__.startswith(str(tmp_path))
+    assert old.Network is not xpbp.Network
+    assert compare.main(["HEAD", "--sizes", "4,3,2", "--batch", "5", "--examples", "40", "--rounds", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out[0].split(": ")[-1].split()) == 3 and out[1].startswith("median ")
+    with pytest.raises(SystemExit, match="not a git revision"):
+        compare.load_revision("no-such-revision", tmp_path)
