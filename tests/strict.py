@@ -11,20 +11,25 @@ code path makes no accidental host round trip:
 - host arrays mixed into device arithmetic or indexing raise, as CuPy's do;
 - the only doors are the backend's ``to_numpy`` and ``to_device`` (through
   ``StrictBackend.to_numpy`` and ``.asarray``), and each crossing is counted in
-  :data:`LEDGER` with the stack that made it.
+  :data:`LEDGER` with the stack that made it;
+- like CuPy, it runs xpbp's fused elementwise kernels (:class:`xpbp.backend.Elementwise`),
+  interpreting their C statements with NumPy (:class:`StrictKernel`), so the code that
+  launches them, and what they compute, are tested without a GPU; each launch is logged.
 
 xpbp itself knows nothing of this module: it goes through ``xpbp.backend`` like CuPy.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
+import re
 import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from xpbp.backend import Backend
+from xpbp.backend import Backend, Elementwise
 
 
 class HostSync(TypeError):
@@ -37,10 +42,12 @@ class Ledger:
 
     to_host: list[str] = field(default_factory=list)
     to_device: list[str] = field(default_factory=list)
+    kernels: list[str] = field(default_factory=list)  # the names of the fused kernels launched
 
     def reset(self) -> None:
         self.to_host.clear()
         self.to_device.clear()
+        self.kernels.clear()
 
     @staticmethod
     def _stack() -> str:
@@ -217,6 +224,60 @@ class StrictModule:
 XP = StrictModule()
 
 
+class StrictKernel:
+    """``cupy.ElementwiseKernel`` on the strict device, interpreted.
+
+    Parameters are ``T name`` (T is bound to the dtype of the array arguments, which must
+    agree, and scalars are cast to it, as CuPy does); each statement of the operation,
+    ``out = expr`` or ``out op= expr`` with + - * /, parentheses, numbers and ``exp``, runs
+    as one NumPy expression over whole arrays: the same result as C's element by element,
+    since no statement reads another element. Anything else raises, so that a kernel this
+    cannot read fails here, not on a GPU.
+    """
+
+    _STATEMENT = re.compile(r"(\w+)\s*([-+*/]?)=\s*([\w\s.+\-*/()]+)")
+
+    def __init__(self, op: Elementwise):
+        self.name = op.name
+        self.ins, self.outs = self._params(op.in_params), self._params(op.out_params)
+        self.statements = []
+        for text in filter(str.strip, op.operation.split(";")):
+            match = self._STATEMENT.fullmatch(text.strip())
+            if match is None or match[1] not in self.outs:
+                raise ValueError(f"{op.name}: cannot interpret {text.strip()!r} (only assignments to outputs)")
+            target, operator_, expr = match.groups()
+            self.statements.append((target, f"{target} {operator_} ({expr})" if operator_ else expr))
+
+    @staticmethod
+    def _params(text: str) -> list[str]:
+        names = []
+        for param in text.split(","):
+            kind, name = param.split()
+            if kind != "T":
+                raise ValueError(f"only the type placeholder T is interpreted, got {param.strip()!r}")
+            names.append(name)
+        return names
+
+    def __call__(self, *args):
+        if len(args) not in (len(self.ins), len(self.ins) + len(self.outs)):
+            raise TypeError(f"{self.name} takes {len(self.ins)} inputs, then optionally {len(self.outs)} outputs; got {len(args)} arguments")
+        arrays = [a for a in args if isinstance(a, StrictArray)]
+        dtypes = {a.dtype for a in arrays}
+        if len(dtypes) != 1:
+            raise TypeError(f"{self.name}: T is bound by the array arguments, which must share one dtype, got {dtypes}")
+        dtype = dtypes.pop()
+        values = {name: a._a if isinstance(a, StrictArray) else dtype.type(_unwrap(a)) for name, a in zip(self.ins, args)}
+        outs = list(args[len(self.ins):]) or [
+            _wrap(np.empty(np.broadcast_shapes(*(a.shape for a in arrays)), dtype)) for _ in self.outs
+        ]
+        values.update({name: a._a for name, a in zip(self.outs, outs)})
+        with np.errstate(all="ignore"):  # a GPU raises no floating-point warnings
+            for target, expr in self.statements:
+                values[target][...] = eval(expr, {"__builtins__": {}, "exp": np.exp}, values)
+        LEDGER.kernels.append(self.name)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
 class StrictBackend(Backend):
     """One strict device, ``strict:0``."""
 
@@ -242,3 +303,7 @@ class StrictBackend(Backend):
     def to_numpy(self, a) -> np.ndarray:
         LEDGER.to_host.append(LEDGER._stack())
         return a._a.copy()
+
+    @functools.cache
+    def kernel(self, op: Elementwise) -> StrictKernel:
+        return StrictKernel(op)

@@ -11,9 +11,11 @@ them into ``"cpu"`` or ``"cuda:N"``.
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,6 +28,7 @@ else:
     _cupy_error = None
 
 __all__ = [
+    "Elementwise",
     "as_array",
     "canonical",
     "cuda_available",
@@ -43,6 +46,26 @@ _INSTALL_HINT = (
     "install CuPy for your CUDA toolkit, e.g. pip install 'xpbp[cuda12x]' "
     "(CUDA 12) or pip install 'xpbp[cuda13x]' (CUDA 13), or use device='cpu'"
 )
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """An elementwise operation written once in ``cupy.ElementwiseKernel``'s terms (typed
+    inputs, typed outputs that may also be read, C statements run for every element),
+    to be fused into one kernel on a device that compiles such kernels.
+
+    ``on(a)`` is that kernel for the device of ``a``, called like CuPy's (inputs, then
+    outputs, which may be left out), or None where the device has none (NumPy): the
+    caller then runs its own array-module code, which must compute the same thing.
+    """
+
+    in_params: str
+    out_params: str
+    operation: str
+    name: str
+
+    def on(self, a: Any) -> Callable[..., Any] | None:
+        return _backend_of(a).kernel(self)
 
 
 class Backend:
@@ -84,6 +107,10 @@ class Backend:
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
+
+    def kernel(self, op: Elementwise) -> Callable[..., Any] | None:
+        """``op`` fused into one kernel on this device, or None: NumPy has no such kernels."""
+        return None
 
 
 class CudaBackend(Backend):
@@ -134,6 +161,12 @@ class CudaBackend(Backend):
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return cupy.asnumpy(a)
+
+    @functools.cache  # one kernel per operation (the backend lives as long as the module)
+    def kernel(self, op: Elementwise) -> Callable[..., Any]:
+        # Made on first use (by then CuPy has a device); CuPy compiles it on the first call
+        # for each dtype and keeps the binary, in memory and in ~/.cupy/kernel_cache.
+        return cupy.ElementwiseKernel(op.in_params, op.out_params, op.operation, op.name)
 
 
 # Backends by device name. The test suite registers a strict stand-in for CuPy here.

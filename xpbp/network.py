@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 MODEL = ("xpbp-model", 1)  # format name and version of model files
 CHECKPOINT = ("xpbp-checkpoint", 1)  # ... and of checkpoints
 _CHUNK = 8192  # examples per forward pass in predict/evaluate, to bound device memory
+# The momentum update, v ← μv − η∇C then w ← w + v, as one kernel where the device has them.
+_MOMENTUM = backend.Elementwise("T grad, T mu", "T theta, T v", "v = mu * v - grad; theta += v", "xpbp_momentum")
 
 
 @dataclass
@@ -497,6 +499,8 @@ class Network:
             grad_w += self.xp.multiply(theta[:k], eta * decay, out=self._work["decay"])  # η(∇C + (λ/N) w)
         if velocity is None:
             theta -= grad  # w ← w − η∇C, b likewise
+        elif (kernel := _MOMENTUM.on(theta)) is not None:
+            kernel(grad, self.dtype.type(mu), theta, velocity)  # the three lines below, fused
         else:
             velocity *= mu  # v ← μv − η∇C
             velocity -= grad
