@@ -49,11 +49,19 @@ def _lookup(rows: list[dict]):
     return lambda net, batch, dtype, device, impl: table.get((tuple(net), batch, dtype, device, impl))
 
 
-def targets(rows: list[dict]) -> list[dict]:
+def targets(rows: list[dict], memory: list[dict] = ()) -> list[dict]:
     """Each target as measured: value, threshold and met/short, or why it was not measured."""
     get = _lookup(rows)
     small, big = (784, 30, 10), (784, 1024, 1024, 10)
     out = []
+    for m in memory:  # a ceiling, not a floor: at most 1.5× what the equations need
+        value = m["peak_bytes"] / m["need_bytes"]
+        out.append({"target": f"{m['device'].split(':')[0].upper()} {m['dtype']}: peak step memory / need of w, b, ∇C, z, a, δ, "
+                              f"{'-'.join(map(str, m['net']))} b{m['batch']} (at most)",
+                    "value": round(value, 3), "threshold": 1.5, "status": "met" if value <= 1.5 else "short"})
+    if not any(m["device"].startswith("cuda") for m in memory):
+        out.append({"target": "GPU float32: peak step memory / need, 784-1024-1024-10 b1024 (at most 1.5)", "value": None,
+                    "threshold": None, "status": "not measured: no CUDA device"})
 
     def ratio(name, num, den, threshold):
         if num is None or den is None:
@@ -100,13 +108,14 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
-def assemble(rows: list[dict], notes: list[str], *, mode: str, seconds: float, step_flops: dict) -> dict:
+def assemble(rows: list[dict], notes: list[str], *, memory: list[dict] = (), mode: str, seconds: float,
+             step_flops: dict) -> dict:
     for r in rows:
         if r["impl"] in ("gemm", "xpbp step"):
             key = f"{'-'.join(map(str, r['net']))} b{r['batch']}"
             r["gflops"] = round(step_flops[key] * r["median"] / r["batch"] / 1e9, 1)
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "mode": mode,
-            "seconds": round(seconds, 1), "machine": machine(), "notes": notes, "targets": targets(rows), "rows": rows}
+            "seconds": round(seconds, 1), "machine": machine(), "notes": notes, "targets": targets(rows, memory), "memory": list(memory), "rows": rows}
 
 
 def _fmt(rate: float | None) -> str:

@@ -22,6 +22,7 @@ import argparse
 import statistics
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -238,6 +239,58 @@ def gemm(cell: Cell, target: float) -> Unit:
     return lambda: (k * cell.batch, repeat(k))
 
 
+# ---------------------------------------------------------------------- memory
+
+
+MEMORY_CELL = ((784, 1024, 1024, 10), 1024, "float32")
+
+
+def _peak_bytes(device: str, work: Callable[[], None]) -> int:
+    """The most memory ``work`` held at once on ``device`` beyond what was held before it:
+    NumPy's allocations as tracemalloc sees them, or the growth of CuPy's memory pool
+    (emptied first; a pool keeps what it once held, so its size afterwards is its peak)."""
+    if not device.startswith("cuda"):
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            work()
+            return tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    cupy.cuda.Device().synchronize()
+    pool.free_all_blocks()
+    base = pool.total_bytes()
+    work()
+    cupy.cuda.Device().synchronize()
+    return pool.total_bytes() - base
+
+
+def step_memory(cell: Cell) -> dict:
+    """Peak memory of training steps against what the equations need: the weights and
+    biases, their gradient, each layer's z, a and δ for the mini-batch, and the mini-batch
+    itself (x and y). The step's own peak is measured from a fresh network, so that it
+    includes the work buffers its first step makes."""
+    net = xpbp.Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
+    X, y = _data(cell.batch, cell)
+    x = xpbp.to_device(X.T.copy(), cell.device)
+    t = xpbp.to_device(np.eye(cell.sizes[-1], dtype=cell.dtype)[y].T.copy(), cell.device)
+    net._pack()
+    params = sum(p.nbytes for p in net.weights + net.biases)
+    batch = x.nbytes + t.nbytes
+
+    def steps():
+        for _ in range(3):
+            net._step(x, t, ETA, 0.0, 0.0, None)
+
+    peak = _peak_bytes(cell.device, steps)
+    activations = sum(cell.sizes[1:]) * cell.batch * np.dtype(cell.dtype).itemsize
+    return {"net": list(cell.sizes), "batch": cell.batch, "dtype": cell.dtype, "device": cell.device,
+            "peak_bytes": params + batch + peak, "need_bytes": 2 * params + 3 * activations + batch}
+
+
 # ---------------------------------------------------------------------- running the grid
 
 
@@ -312,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                     cell = Cell(tuple(sizes), batch, dtype, device)
                     print(f"measuring {cell.key} ...", file=sys.stderr, flush=True)
                     rows.extend(measure(cell, repeats, target, notes))
-    results = report.assemble(rows, notes, mode="quick" if args.quick else "full",
+    memory = [step_memory(Cell(*MEMORY_CELL, device)) for device in devices]
+    results = report.assemble(rows, notes, memory=memory, mode="quick" if args.quick else "full",
                               seconds=time.perf_counter() - started, step_flops={
                                   f"{'-'.join(map(str, s))} b{b}": step_flops(Cell(tuple(s), b, "float32", "cpu"))
                                   for s in nets for b in batches})

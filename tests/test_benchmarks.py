@@ -61,3 +61,15 @@ def test_compare_imports_a_revision_beside_the_working_tree(tmp_path, capsys):
     assert len(out[0].split(": ")[-1].split()) == 3 and out[1].startswith("median ")
     with pytest.raises(SystemExit, match="not a git revision"):
         compare.load_revision("no-such-revision", tmp_path)
+
+
+def test_step_memory_is_measured_and_near_what_the_equations_need():
+    """tracemalloc sees the step's work buffers (else the peak would fall below the need),
+    and the step keeps nothing beyond them and the gradient: one more buffer per layer,
+    such as a separate one for σ′, would add 10%."""
+    m = suite.step_memory(suite.Cell((784, 512, 256, 10), 256, "float32", "cpu"))
+    params, activations, batch = 784 * 512 + 512 * 256 + 256 * 10 + 778, 778 * 256, 794 * 256  # 4 bytes each
+    assert m["need_bytes"] == 4 * (2 * params + 3 * activations + batch)
+    assert 1.0 <= m["peak_bytes"] / m["need_bytes"] <= 1.05
+    judged = {t["target"]: t for t in report.targets([], [m, {**m, "device": "cuda:0", "peak_bytes": 2 * m["need_bytes"]}])}
+    assert [t["status"] for name, t in judged.items() if "memory" in name] == ["met", "short"]

@@ -278,7 +278,7 @@ class Network:
         it, everything is freshly allocated.
         """
         m, xp, L = x.shape[1], self.xp, len(self.weights)
-        z_out, a_out, delta_out, prime_out, b_out, w_out = self._buffers(m) if work else [[None] * L] * 6
+        z_out, a_out, delta_out, b_out, w_out = self._buffers(m) if work else [[None] * L] * 5
 
         # Feedforward, storing every z and every activation, layer by layer.
         activation, activations, zs = x, [x], []
@@ -290,19 +290,20 @@ class Network:
             activations.append(activation)
         nabla_b, nabla_w = [None] * L, [None] * L
         # BP1, with the scale (1/m of the mean cost) folded in once; BP2 carries it to every layer.
-        delta = self._cost.delta(zs[-1], activations[-1], y, self._output)
+        delta = self._cost.delta(zs[-1], activations[-1], y, self._output)  # BP1
         delta *= scale
         for l in range(L - 1, -1, -1):
             if l < L - 1:
                 delta = xp.matmul(self.weights[l + 1].T, delta, out=delta_out[l])
-                delta *= self._sigmas[l].prime(zs[l], activations[l + 1], out=prime_out[l])  # BP2
+                # σ′(zˡ) is written over zˡ, which nothing needs after it.
+                delta *= self._sigmas[l].prime(zs[l], activations[l + 1], out=zs[l])  # BP2
             nabla_b[l] = delta.sum(axis=1, keepdims=True, out=b_out[l])  # BP3
             nabla_w[l] = xp.matmul(delta, activations[l].T, out=w_out[l])  # BP4
         return nabla_b, nabla_w, activations[-1]
 
     def _buffers(self, m: int) -> tuple[list[Any], ...]:
         """The training step's work buffers for mini-batches of m examples, made on first
-        use and kept: each layer's z, a, δ and σ′ (m columns each), then the gradient, one
+        use and kept: each layer's z, a and δ (m columns each), then the gradient, one
         contiguous buffer laid out like the parameters (see :meth:`_pack`) and seen as
         each layer's ∂C/∂b and ∂C/∂w."""
         if m not in self._work:
@@ -310,7 +311,7 @@ class Network:
             if "grad" not in self._work:
                 grad, views = _carve(xp, [p.shape for p in self._params], self.dtype)
                 self._work["grad"] = (grad, views[L:], views[:L])
-            per_layer = [[xp.empty((w.shape[0], m), dtype=self.dtype) for w in self.weights] for _ in range(4)]
+            per_layer = [[xp.empty((w.shape[0], m), dtype=self.dtype) for w in self.weights] for _ in range(3)]
             self._work[m] = (*per_layer, *self._work["grad"][1:])
         return self._work[m]
 
