@@ -32,6 +32,20 @@ def test_round_trip(device, dtype, tmp_path, rng):
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left behind
 
 
+def test_load_draws_no_parameters_and_blames_a_bad_device_on_the_caller(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    xpbp.Network([5, 4, 3], seed=1).save(path)
+
+    def no_draw(*args):
+        raise AssertionError("load drew random parameters that the file's would replace")
+
+    monkeypatch.setattr(np.random, "default_rng", no_draw)
+    assert xpbp.load(path, device="cpu").sizes == [5, 4, 3]
+    with pytest.raises(ValueError, match="unknown device 'gpu'") as error:
+        xpbp.load(path, device="gpu")
+    assert "damaged" not in str(error.value)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CuPy and a CUDA device")
 def test_gpu_model_loads_on_cpu_and_back(tmp_path):

@@ -143,6 +143,16 @@ class Network:
         device: str = "auto",
         seed: int | None = None,
     ) -> None:
+        self._configure(sizes, activation=activation, output_activation=output_activation, cost=cost, init=init,
+                        dtype=dtype, device=device, seed=seed)
+        # Drawn on the host in float64, so a seed gives the same network on every device and dtype.
+        rng = np.random.default_rng(self.seed)
+        scale = [1.0 / np.sqrt(n) if init == "scaled" else 1.0 for n in self.sizes[:-1]]
+        self.weights = [self._put(rng.standard_normal((n, k)) * s) for k, n, s in zip(self.sizes[:-1], self.sizes[1:], scale)]
+        self.biases = [self._put(rng.standard_normal((n, 1))) for n in self.sizes[1:]]
+
+    def _configure(self, sizes, *, activation, output_activation, cost, init, dtype, device, seed) -> None:
+        """Everything but the parameters, validated (``load`` reads those from its file)."""
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
             raise ValueError(f"sizes must be a list of at least two layer widths, e.g. [784, 30, 10], got {sizes!r}")
         self.sizes = [_positive_int(n, f"sizes[{i}]") for i, n in enumerate(sizes)]
@@ -176,12 +186,6 @@ class Network:
         self.xp = backend.resolve(self.device)
         self._epochs_trained = 0
         self._work: dict = {}  # the training step's buffers, kept from step to step
-
-        # Drawn on the host in float64, so a seed gives the same network on every device and dtype.
-        rng = np.random.default_rng(self.seed)
-        scale = [1.0 / np.sqrt(n) if init == "scaled" else 1.0 for n in self.sizes[:-1]]
-        self.weights = [self._put(rng.standard_normal((n, k)) * s) for k, n, s in zip(self.sizes[:-1], self.sizes[1:], scale)]
-        self.biases = [self._put(rng.standard_normal((n, 1))) for n in self.sizes[1:]]
 
     def __repr__(self) -> str:
         return (
@@ -683,9 +687,11 @@ def _parameters(data: dict[str, np.ndarray], sizes: list[int], path) -> tuple[li
 def load(path: str | os.PathLike, device: str = "auto") -> Network:
     """Read a network written by :meth:`Network.save`, onto ``device``. Never unpickles;
     raises ``ValueError`` for a file that is not a valid xpbp model."""
+    device = backend.canonical(device)  # the caller's mistake, not the file's
     data = files.read(path, *MODEL, what="xpbp model file")
+    net = Network.__new__(Network)  # configured from the file, without drawing parameters it would replace
     try:
-        net = Network(
+        net._configure(
             [int(n) for n in data["sizes"]],
             activation=str(data["activation"]),
             output_activation=str(data["output_activation"]),
