@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
-
 import xpbp
+
+from . import suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,9 +48,7 @@ def load_revision(rev: str, into: Path) -> ModuleType:
 def rounds(old: ModuleType, args: argparse.Namespace) -> list[float]:
     """Speed ratios (working tree / old), one per round of one epoch each."""
     sizes = [int(s) for s in args.sizes.split(",")]
-    rng = np.random.default_rng(0)
-    X = rng.random((args.examples, sizes[0])).astype(args.dtype)
-    y = rng.integers(sizes[-1], size=args.examples)
+    X, y = suite._data(args.examples, suite.Cell(tuple(sizes), args.batch, args.dtype, args.device))
     fit = dict(batch_size=args.batch, eta=0.01, momentum=args.momentum, progress=False)
     nets = {"old": old.Network(sizes, dtype=args.dtype, device=args.device, seed=1),
             "new": xpbp.Network(sizes, dtype=args.dtype, device=args.device, seed=1)}

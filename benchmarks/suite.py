@@ -97,13 +97,20 @@ def _repeat_for(unit_time: Callable[[int], float], target: float) -> int:
 # ---------------------------------------------------------------------- competitors
 
 
-def xpbp_step(cell: Cell, target: float) -> Unit:
+def _one_batch(cell: Cell) -> tuple[xpbp.Network, object, object]:
+    """A fresh network and one mini-batch (x, targets; examples as columns) on the cell's
+    device, ready for bare steps: the parameters packed as fit packs them."""
     net = xpbp.Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
     X, y = _data(cell.batch, cell)
     x = xpbp.to_device(X.T.copy(), cell.device)
     t = xpbp.to_device(np.eye(cell.sizes[-1], dtype=cell.dtype)[y].T.copy(), cell.device)
+    net._pack()
+    return net, x, t
+
+
+def xpbp_step(cell: Cell, target: float) -> Unit:
+    net, x, t = _one_batch(cell)
     clock = Clock(cell.device)
-    net._pack()  # as fit does before its first step
 
     def steps(k: int) -> float:
         def work():
@@ -273,11 +280,7 @@ def step_memory(cell: Cell) -> dict:
     biases, their gradient, each layer's z, a and δ for the mini-batch, and the mini-batch
     itself (x and y). The step's own peak is measured from a fresh network, so that it
     includes the work buffers its first step makes."""
-    net = xpbp.Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
-    X, y = _data(cell.batch, cell)
-    x = xpbp.to_device(X.T.copy(), cell.device)
-    t = xpbp.to_device(np.eye(cell.sizes[-1], dtype=cell.dtype)[y].T.copy(), cell.device)
-    net._pack()
+    net, x, t = _one_batch(cell)
     params = sum(p.nbytes for p in net.weights + net.biases)
     batch = x.nbytes + t.nbytes
 
