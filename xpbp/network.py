@@ -307,16 +307,17 @@ class Network:
 
     def _buffers(self, m: int) -> tuple[list[Any], ...]:
         """The training step's work buffers for mini-batches of m examples, made on first
-        use and kept: each layer's z, a and δ (m columns each), then the gradient, one
-        contiguous buffer laid out like the parameters (see :meth:`_pack`) and seen as
-        each layer's ∂C/∂b and ∂C/∂w."""
+        use and kept: each layer's z and a, each hidden layer's δ (BP1's comes from the
+        cost), m columns each; then the gradient, one contiguous buffer laid out like the
+        parameters (see :meth:`_pack`) and seen as each layer's ∂C/∂b and ∂C/∂w."""
         if m not in self._work:
             xp, L = self.xp, len(self.weights)
             if "grad" not in self._work:
                 grad, views = _carve(xp, [p.shape for p in self._params], self.dtype)
                 self._work["grad"] = (grad, views[L:], views[:L])
-            per_layer = [[xp.empty((w.shape[0], m), dtype=self.dtype) for w in self.weights] for _ in range(3)]
-            self._work[m] = (*per_layer, *self._work["grad"][1:])
+            z, a, delta = ([xp.empty((w.shape[0], m), dtype=self.dtype) for w in weights]
+                           for weights in (self.weights, self.weights, self.weights[:-1]))
+            self._work[m] = (z, a, delta, *self._work["grad"][1:])
         return self._work[m]
 
     def _pack(self) -> Any:
