@@ -25,12 +25,12 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 import xpbp
-from xpbp import backend
+from xpbp import backend, training
 
 from . import nielsen, report
 
@@ -97,25 +97,36 @@ def _repeat_for(unit_time: Callable[[int], float], target: float) -> int:
 # ---------------------------------------------------------------------- competitors
 
 
-def _one_batch(cell: Cell) -> tuple[xpbp.Network, object, object]:
-    """A fresh network and one mini-batch (x, targets; examples as columns) on the cell's
-    device, ready for bare steps: the parameters packed as fit packs them."""
+def _bare_step(cell: Cell) -> tuple[xpbp.Network, Any, Any, Callable[[], Callable[[], None]]]:
+    """A fresh network, one mini-batch (x, targets; examples as columns) on the cell's
+    device, and ``start``, which makes the training step's buffers and returns a function
+    that runs one step on that batch: the step ``fit`` runs, without the epoch around it."""
     net = xpbp.Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
     X, y = _data(cell.batch, cell)
     x = xpbp.to_device(X.T.copy(), cell.device)
     t = xpbp.to_device(np.eye(cell.sizes[-1], dtype=cell.dtype)[y].T.copy(), cell.device)
-    net._pack()
-    return net, x, t
+
+    def start() -> Callable[[], None]:
+        with backend.using(net.device):
+            trainer = training.Trainer(net, training.Run(cell.batch, 1, cell.batch, ETA), training.Data(x.T, t.T))
+
+        def step() -> None:
+            with backend.using(net.device):
+                trainer.step(x, t, ETA)
+
+        return step
+
+    return net, x, t, start
 
 
 def xpbp_step(cell: Cell, target: float) -> Unit:
-    net, x, t = _one_batch(cell)
+    step = _bare_step(cell)[-1]()
     clock = Clock(cell.device)
 
     def steps(k: int) -> float:
         def work():
             for _ in range(k):
-                net._step(x, t, ETA, 0.0, 0.0, None)  # the step fit runs, without the epoch around it
+                step()
 
         return clock.time(work)
 
@@ -280,13 +291,14 @@ def step_memory(cell: Cell) -> dict:
     biases, their gradient, each layer's z, a and δ for the mini-batch, and the mini-batch
     itself (x and y). The step's own peak is measured from a fresh network, so that it
     includes the work buffers its first step makes."""
-    net, x, t = _one_batch(cell)
+    net, x, t, start = _bare_step(cell)
     params = sum(p.nbytes for p in net.weights + net.biases)
     batch = x.nbytes + t.nbytes
 
     def steps():
+        step = start()
         for _ in range(3):
-            net._step(x, t, ETA, 0.0, 0.0, None)
+            step()
 
     peak = _peak_bytes(cell.device, steps)
     activations = sum(cell.sizes[1:]) * cell.batch * np.dtype(cell.dtype).itemsize

@@ -1,8 +1,9 @@
 """A strict stand-in for CuPy, for the test suite only: NumPy arrays behind a wall.
 
-Registered by ``conftest.py`` as the device ``"strict"``, it behaves the way CuPy
-behaves on a GPU, only louder, so a CPU-only test run proves that the library's GPU
-code path makes no accidental host round trip:
+Registered by ``conftest.py`` as the devices ``"strict:0"`` and ``"strict:1"``, it
+behaves the way CuPy behaves on a machine with two GPUs, only louder, so a CPU-only
+test run proves that the library's GPU code path makes no accidental host round trip
+and puts every array on the right GPU:
 
 - its arrays are a type of their own (:class:`StrictArray`); NumPy functions and
   ufuncs refuse them (``__array__``, ``__array_function__``, ``__array_ufunc__``),
@@ -12,28 +13,37 @@ code path makes no accidental host round trip:
 - the only doors are the backend's ``to_numpy`` and ``to_device`` (through
   ``StrictBackend.to_numpy`` and ``.asarray``), and each crossing is counted in
   :data:`LEDGER` with the stack that made it;
-- like CuPy, it runs xpbp's fused elementwise kernels (:class:`xpbp.backend.Elementwise`),
-  interpreting their C statements with NumPy (:class:`StrictKernel`), so the code that
-  launches them, and what they compute, are tested without a GPU; each launch is logged.
+- each array belongs to the device that was current when it was made (as CuPy's
+  allocations land on the current GPU), and any work on an array while the other
+  device is current raises :class:`WrongDevice`: an array allocated, or a permutation
+  drawn, under the wrong device is caught at its first use;
+- like CuPy, it runs xpbp's fused operations (:class:`xpbp.backend.Fused`) as one
+  "kernel" each: their own array code, run here with this module, each launch logged.
 
 xpbp itself knows nothing of this module: it goes through ``xpbp.backend`` like CuPy.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import operator
-import re
 import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from xpbp.backend import Backend, Elementwise
+from xpbp.backend import Backend, Fused
+
+DEVICES = 2  # strict:0 and strict:1
+CURRENT = [0]  # the current strict device, as cupy.cuda.Device().id
 
 
 class HostSync(TypeError):
     """An implicit device-to-host conversion: a stall on a GPU, refused here."""
+
+
+class WrongDevice(ValueError):
+    """Work on an array of one device while the other is current."""
 
 
 @dataclass
@@ -65,8 +75,11 @@ def _refuse(what: str):
 
 
 def _unwrap(x):
-    """The NumPy array behind a device array; host arrays are refused, scalars pass."""
+    """The NumPy array behind a device array of the current device; host arrays and
+    arrays of the other device are refused, scalars pass."""
     if isinstance(x, StrictArray):
+        if x._device != CURRENT[0]:
+            raise WrongDevice(f"an array of strict:{x._device} was used while strict:{CURRENT[0]} was current")
         return x._a
     if isinstance(x, np.ndarray):
         raise TypeError(f"a host numpy.ndarray {x.shape} was mixed into device arithmetic; move it with xpbp.to_device")
@@ -86,11 +99,12 @@ MEMORY_LIMIT = [None]
 
 
 def _wrap(x):
-    """Arrays and NumPy scalars come back as device arrays (CuPy's reductions give 0-d arrays)."""
+    """Arrays and NumPy scalars come back as arrays of the current device (CuPy's
+    reductions give 0-d arrays)."""
     if isinstance(x, (np.ndarray, np.generic)):
         if MEMORY_LIMIT[0] is not None and x.nbytes > MEMORY_LIMIT[0]:
             raise OutOfMemory(f"out of memory allocating {x.nbytes} bytes (limit {MEMORY_LIMIT[0]})")
-        return StrictArray(np.asarray(x))
+        return StrictArray(np.asarray(x), CURRENT[0])
     if isinstance(x, tuple):
         return tuple(_wrap(v) for v in x)
     if isinstance(x, list):
@@ -106,20 +120,22 @@ def _on_device(fn):
 
 
 class StrictArray:
-    """A device array: metadata is free to read, data only through the backend."""
+    """A device array: metadata is free to read, data only through the backend, and
+    only while its device is current."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "_device")
     __array_ufunc__ = None  # NumPy ufuncs refuse it, and binary operators defer to ours
     __hash__ = None
 
-    def __init__(self, a: np.ndarray):
-        self._a = a
+    def __init__(self, a: np.ndarray, device: int):
+        self._a, self._device = a, device
 
     shape = property(lambda self: self._a.shape)
     dtype = property(lambda self: self._a.dtype)
     ndim = property(lambda self: self._a.ndim)
     size = property(lambda self: self._a.size)
-    T = property(lambda self: StrictArray(self._a.T))
+    nbytes = property(lambda self: self._a.nbytes)
+    T = property(lambda self: StrictArray(self._a.T, self._device))
 
     def __len__(self):
         return len(self._a)
@@ -128,16 +144,19 @@ class StrictArray:
         if name.startswith("__"):  # __array_interface__, __array_struct__, __dlpack__: doors to the data
             raise AttributeError(name)
         attr = getattr(self._a, name)
-        return _on_device(attr) if callable(attr) else attr
+        if not callable(attr):
+            return attr
+        _unwrap(self)  # the array's own device must be current
+        return _on_device(attr)
 
     def __getitem__(self, index):
-        return StrictArray(self._a[_unwrap(index)])
+        return StrictArray(_unwrap(self)[_unwrap(index)], self._device)
 
     def __setitem__(self, index, value):
-        self._a[_unwrap(index)] = _unwrap(value)
+        _unwrap(self)[_unwrap(index)] = _unwrap(value)
 
     def __repr__(self):
-        return f"StrictArray(shape={self.shape}, dtype={self.dtype})"
+        return f"StrictArray(shape={self.shape}, dtype={self.dtype}, device=strict:{self._device})"
 
     __array__ = _refuse("np.asarray / __array__")
     __float__ = _refuse("float()")
@@ -155,16 +174,16 @@ class StrictArray:
 
 
 def _binary(op):
-    return lambda self, other: _wrap(op(self._a, _unwrap(other)))
+    return lambda self, other: _wrap(op(_unwrap(self), _unwrap(other)))
 
 
 def _reflected(op):
-    return lambda self, other: _wrap(op(_unwrap(other), self._a))
+    return lambda self, other: _wrap(op(_unwrap(other), _unwrap(self)))
 
 
 def _inplace(op):
     def method(self, other):
-        op(self._a, _unwrap(other))
+        op(_unwrap(self), _unwrap(other))
         return self
 
     return method
@@ -178,10 +197,12 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
 for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
     setattr(StrictArray, f"__{_name}__", _binary(getattr(operator, _name)))
 for _name in ("neg", "pos", "abs", "invert"):
-    setattr(StrictArray, f"__{_name}__", (lambda op: lambda self: StrictArray(op(self._a)))(getattr(operator, _name)))
+    setattr(StrictArray, f"__{_name}__", (lambda op: lambda self: _wrap(op(_unwrap(self))))(getattr(operator, _name)))
 
 
 class _RandomState:
+    """cupy.random.RandomState: its draws land on the device current when they are made."""
+
     def __init__(self, seed):
         self._rs = np.random.RandomState(seed)
 
@@ -194,7 +215,7 @@ class _Random:
 
 
 class StrictModule:
-    """The array module of the strict device: NumPy's functions, on device arrays only.
+    """The array module of the strict devices: NumPy's functions, on device arrays only.
 
     Creating an array from host data here (``asarray``, ``array``) is refused: host
     data reaches the device only through ``xpbp.to_device``.
@@ -216,7 +237,7 @@ class StrictModule:
         def call(a, *args, **kwargs):
             if not isinstance(a, StrictArray):
                 raise TypeError("host data reaches the strict device only through xpbp.to_device")
-            return _wrap(attr(a._a, *args, **kwargs))
+            return _wrap(attr(_unwrap(a), *args, **kwargs))
 
         return call
 
@@ -224,62 +245,8 @@ class StrictModule:
 XP = StrictModule()
 
 
-class StrictKernel:
-    """``cupy.ElementwiseKernel`` on the strict device, interpreted.
-
-    Parameters are ``T name`` (T is bound to the dtype of the array arguments, which must
-    agree, and scalars are cast to it, as CuPy does); each statement of the operation,
-    ``out = expr`` or ``out op= expr`` with + - * /, parentheses, numbers and ``exp``, runs
-    as one NumPy expression over whole arrays: the same result as C's element by element,
-    since no statement reads another element. Anything else raises, so that a kernel this
-    cannot read fails here, not on a GPU.
-    """
-
-    _STATEMENT = re.compile(r"(\w+)\s*([-+*/]?)=\s*([\w\s.+\-*/()]+)")
-
-    def __init__(self, op: Elementwise):
-        self.name = op.name
-        self.ins, self.outs = self._params(op.in_params), self._params(op.out_params)
-        self.statements = []
-        for text in filter(str.strip, op.operation.split(";")):
-            match = self._STATEMENT.fullmatch(text.strip())
-            if match is None or match[1] not in self.outs:
-                raise ValueError(f"{op.name}: cannot interpret {text.strip()!r} (only assignments to outputs)")
-            target, operator_, expr = match.groups()
-            self.statements.append((target, f"{target} {operator_} ({expr})" if operator_ else expr))
-
-    @staticmethod
-    def _params(text: str) -> list[str]:
-        names = []
-        for param in text.split(","):
-            kind, name = param.split()
-            if kind != "T":
-                raise ValueError(f"only the type placeholder T is interpreted, got {param.strip()!r}")
-            names.append(name)
-        return names
-
-    def __call__(self, *args):
-        if len(args) not in (len(self.ins), len(self.ins) + len(self.outs)):
-            raise TypeError(f"{self.name} takes {len(self.ins)} inputs, then optionally {len(self.outs)} outputs; got {len(args)} arguments")
-        arrays = [a for a in args if isinstance(a, StrictArray)]
-        dtypes = {a.dtype for a in arrays}
-        if len(dtypes) != 1:
-            raise TypeError(f"{self.name}: T is bound by the array arguments, which must share one dtype, got {dtypes}")
-        dtype = dtypes.pop()
-        values = {name: a._a if isinstance(a, StrictArray) else dtype.type(_unwrap(a)) for name, a in zip(self.ins, args)}
-        outs = list(args[len(self.ins):]) or [
-            _wrap(np.empty(np.broadcast_shapes(*(a.shape for a in arrays)), dtype)) for _ in self.outs
-        ]
-        values.update({name: a._a for name, a in zip(self.outs, outs)})
-        with np.errstate(all="ignore"):  # a GPU raises no floating-point warnings
-            for target, expr in self.statements:
-                values[target][...] = eval(expr, {"__builtins__": {}, "exp": np.exp}, values)
-        LEDGER.kernels.append(self.name)
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-
 class StrictBackend(Backend):
-    """One strict device, ``strict:0``."""
+    """Two strict devices, ``strict:0`` and ``strict:1``."""
 
     name = "strict"
 
@@ -288,22 +255,40 @@ class StrictBackend(Backend):
         return XP
 
     def check(self, index: int) -> None:
-        if index != 0:
-            raise RuntimeError(f"device 'strict:{index}' does not exist: there is one strict device, strict:0")
+        if not 0 <= index < DEVICES:
+            raise RuntimeError(f"device 'strict:{index}' does not exist: there are {DEVICES} strict devices, strict:0 to strict:{DEVICES - 1}")
+
+    def count(self) -> int:
+        return DEVICES
+
+    def current(self) -> int:
+        return CURRENT[0]
+
+    @contextlib.contextmanager
+    def using(self, index: int):
+        before, CURRENT[0] = CURRENT[0], index
+        try:
+            yield
+        finally:
+            CURRENT[0] = before
 
     def owns(self, a) -> bool:
         return isinstance(a, StrictArray)
+
+    def index_of(self, a) -> int:
+        return a._device
 
     def asarray(self, a, index: int):
         if isinstance(a, StrictArray):
             return a
         LEDGER.to_device.append(LEDGER._stack())
-        return StrictArray(np.array(a, copy=True))  # device memory is not the host's
+        return StrictArray(np.array(a, copy=True), index)  # device memory is not the host's
 
     def to_numpy(self, a) -> np.ndarray:
         LEDGER.to_host.append(LEDGER._stack())
         return a._a.copy()
 
-    @functools.cache
-    def kernel(self, op: Elementwise) -> StrictKernel:
-        return StrictKernel(op)
+    def run(self, op: Fused, args) -> None:
+        """One launch of a fused operation: its own array code, on this module."""
+        LEDGER.kernels.append(op.name)
+        op.fn(XP, *args)

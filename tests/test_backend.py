@@ -8,6 +8,7 @@ import pytest
 import xpbp
 from xpbp import backend
 
+import strict
 from conftest import CUDA, GPU
 
 
@@ -61,13 +62,12 @@ def test_cuda_error_without_gpu():
         backend.resolve("cuda")
 
 
-def test_fused_kernels_compute_what_the_array_code_computes(ledger, rng):
-    """NumPy has no fused kernels, so the CPU runs each operation's array code; the strict
-    device, like CuPy, runs the kernels (interpreted there). Training both ways from one
-    seed must give the same bits: the kernels and the array code they replace agree."""
+def test_fused_operations_run_their_own_array_code_as_one_kernel(ledger, rng):
+    """A fused operation is written once, as array code: NumPy runs it ufunc by ufunc, the
+    strict device (like CuPy) as one logged "kernel" launch of that same code. Training
+    both ways from one seed gives the same bits."""
     X = rng.standard_normal((60, 5)).astype(np.float32)
     y = rng.integers(3, size=60)
-    assert xpbp.activations.Sigmoid._fn.on(np.zeros(1)) is None
     nets = [xpbp.Network([5, 7, 4, 3], device=device, seed=2) for device in ("cpu", "strict")]
     for net in nets:
         net.fit(X, y, epochs=2, batch_size=8, eta=0.5, lmbda=0.3, momentum=0.7, progress=False)
@@ -77,15 +77,31 @@ def test_fused_kernels_compute_what_the_array_code_computes(ledger, rng):
         assert np.array_equal(xpbp.to_numpy(a), xpbp.to_numpy(b))
 
 
-def test_strict_kernels_refuse_what_they_cannot_interpret():
-    from xpbp.backend import Elementwise
+def test_fused_operation_is_plain_array_code(ledger):
+    calls = []
 
-    import strict
+    @backend.fuse
+    def _axpy(xp, a, x, y):
+        calls.append(xp)
+        y += a * x
 
-    with pytest.raises(ValueError, match="cannot interpret"):
-        strict.StrictKernel(Elementwise("T x", "T y", "if (x > 0) y = x", "branchy"))
-    with pytest.raises(ValueError, match="cannot interpret"):
-        strict.StrictKernel(Elementwise("T x", "T y", "x = y", "writes_an_input"))
-    kernel = strict.StrictKernel(Elementwise("T x, T c", "T y", "y = c * x", "scale"))
-    with pytest.raises(TypeError, match="2 inputs"):
-        kernel(xpbp.to_device(np.ones(2), "strict"))
+    y = np.ones(3)
+    _axpy(np.arange(3.0), np.full(3, 2.0), y)
+    assert calls == [np] and y.tolist() == [1.0, 3.0, 5.0] and _axpy.name == "xpbp_axpy"
+    d = xpbp.to_device(np.ones(3), "strict")
+    _axpy(xpbp.to_device(np.arange(3.0), "strict"), xpbp.to_device(np.full(3, 2.0), "strict"), d)
+    assert calls[1] is strict.XP and xpbp.to_numpy(d).tolist() == [1.0, 3.0, 5.0]
+    assert ledger.kernels == ["xpbp_axpy"]
+
+
+@pytest.mark.parametrize("_", [pytest.param(None, marks=GPU)])
+def test_fused_operation_is_one_cupy_kernel_on_cuda(_):
+    import cupy
+
+    z = np.linspace(-30, 30, 101)
+    for dtype in (np.float32, np.float64):
+        a = cupy.empty(z.shape, dtype)
+        xpbp.activations.Sigmoid().fn(cupy.asarray(z, dtype), out=a)
+        np.testing.assert_allclose(cupy.asnumpy(a), 1 / (1 + np.exp(-z)), rtol=4 * np.finfo(dtype).eps, atol=0)
+    kernel = backend._BACKENDS["cuda"]._kernel(xpbp.activations._sigmoid)
+    assert isinstance(kernel, cupy._core.fusion.Fusion)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import xpbp
-from xpbp import to_numpy
+from xpbp import to_numpy, training
 
 import strict
 
@@ -102,31 +102,95 @@ def test_resume_in_process_is_bit_identical(device, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(host(whole), host(resumed)))
 
 
+def stopped_run(device, path, epochs_done=2):
+    """A run of run_kwargs() stopped right after writing its checkpoint of epoch ``epochs_done``."""
+    X, y = blobs()
+
+    class Stop(Exception):
+        pass
+
+    original = training.Trainer._checkpoint
+
+    def checkpoint_then_stop(self, path, epoch):
+        original(self, path, epoch)
+        if epoch == epochs_done:
+            raise Stop
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training.Trainer, "_checkpoint", checkpoint_then_stop)
+        with pytest.raises(Stop):
+            xpbp.Network([4, 6, 3], device=device, seed=3).fit(X, y, checkpoint=path, **run_kwargs())
+
+
 def test_resume_from_a_middle_checkpoint(device, tmp_path):
     """A run stopped after epoch 2 of 5 and resumed ends where the uninterrupted one does."""
     X, y = blobs()
     whole = xpbp.Network([4, 6, 3], device=device, seed=3)
     whole.fit(X, y, **run_kwargs())
     ckpt = tmp_path / "run.ckpt"
-    part = xpbp.Network([4, 6, 3], device=device, seed=3)
-
-    class Stop(Exception):
-        pass
-
-    original = part._checkpoint
-
-    def checkpoint_then_stop(path, epoch, *args):
-        original(path, epoch, *args)
-        if epoch == 2:
-            raise Stop
-
-    part._checkpoint = checkpoint_then_stop
-    with pytest.raises(Stop):
-        part.fit(X, y, checkpoint=ckpt, **run_kwargs())
+    stopped_run(device, ckpt)
     resumed = xpbp.Network([4, 6, 3], device=device, seed=3)
     history = resumed.fit(X, y, checkpoint=ckpt, resume=True, **run_kwargs())
     assert len(history.train_cost) == 5
     assert all(np.array_equal(a, b) for a, b in zip(host(whole), host(resumed)))
+
+
+def _npz(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_a_damaged_checkpoint_changes_nothing(tmp_path):
+    """A resume that finds any damage raises before it changes the network: parameters,
+    seed and epoch count stay as they were."""
+    X, y = blobs()
+    ckpt = tmp_path / "run.ckpt"
+    stopped_run("cpu", ckpt)
+    data = dict(np.load(ckpt))
+    damaged = {
+        "no epochs_trained": ({k: v for k, v in data.items() if k != "epochs_trained"}, "'epochs_trained' is missing"),
+        "short history": ({**data, "history_train_cost": data["history_train_cost"][:1]}, "histories disagree"),
+        "velocity cut short": ({**data, "velocity": data["velocity"][:-1]}, "velocity has shape"),
+        "NaN in the last bias": ({**data, "b1": np.full_like(data["b1"], np.nan)}, "b1 is not finite"),
+        "a setting with no default missing": ({k: v for k, v in data.items() if k != "run_batch_size"}, "'run_batch_size' is missing"),
+    }
+    for what, (arrays, message) in damaged.items():
+        path = tmp_path / f"{what}.ckpt"
+        _npz(path, **arrays)
+        net = xpbp.Network([4, 6, 3], device="cpu", seed=99)
+        before = host(net)
+        with pytest.raises(ValueError, match=message) as error:
+            net.fit(X, y, checkpoint=path, resume=True, **run_kwargs())
+        assert str(path) in str(error.value), what
+        assert (net.seed, net._epochs_trained) == (99, 0), what
+        assert all(np.array_equal(a, b) for a, b in zip(before, host(net))), what
+
+
+def test_checkpoints_without_a_later_setting_still_resume(tmp_path):
+    """A setting added to fit after a checkpoint was written is read with its default:
+    a file without run_eta_decay and run_shuffle (both at their defaults here) resumes
+    bit-identically."""
+    X, y = blobs()
+    whole = xpbp.Network([4, 6, 3], device="cpu", seed=3)
+    whole.fit(X, y, **run_kwargs())
+    ckpt = tmp_path / "run.ckpt"
+    stopped_run("cpu", ckpt)
+    _npz(ckpt, **{k: v for k, v in np.load(ckpt).items() if k not in ("run_eta_decay", "run_shuffle")})
+    resumed = xpbp.Network([4, 6, 3], device="cpu")
+    resumed.fit(X, y, checkpoint=ckpt, resume=True, **run_kwargs())
+    assert all(np.array_equal(a, b) for a, b in zip(host(whole), host(resumed)))
+    _npz(ckpt, **{k: v for k, v in np.load(ckpt).items() if k != "run_eta_decay"})
+    with pytest.raises(ValueError, match="run with eta_decay=0.0, this one has eta_decay=0.5"):
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, checkpoint=ckpt, resume=True, **run_kwargs(eta_decay=0.5))
+
+
+def test_a_checkpoint_of_the_previous_format_is_refused_as_older(tmp_path):
+    X, y = blobs()
+    ckpt = tmp_path / "run.ckpt"
+    stopped_run("cpu", ckpt)
+    _npz(ckpt, **{**np.load(ckpt), "version": np.array(1)})
+    with pytest.raises(ValueError, match=r"format version 1 \(written by an older xpbp\); this xpbp reads version 2"):
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, checkpoint=ckpt, resume=True, **run_kwargs())
 
 
 def test_resume_refuses_another_run(tmp_path):

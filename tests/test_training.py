@@ -168,3 +168,25 @@ def test_nielsen_settings_reach_90_percent_on_held_out_digits(device):
     net = xpbp.Network([784, 30, 10], device=device, seed=0)
     net.fit(X, y, epochs=10, batch_size=10, eta=3.0, progress=False)
     assert net.evaluate(X_test, y_test) >= 0.90
+
+
+def test_references_to_parameters_follow_the_training(device, rng):
+    """net.weights and net.biases are views of the buffer fit updates: a reference taken
+    before fit sees the trained values, and stays the network's own."""
+    X, y = blobs(rng, n=40)
+    net = xpbp.Network([4, 5, 3], device=device, seed=1)
+    w, b = net.weights[0], net.biases[1]
+    before = to_numpy(w).copy()
+    net.fit(X, y, epochs=2, batch_size=8, eta=0.5, momentum=0.5, progress=False)
+    assert net.weights[0] is w and net.biases[1] is b
+    assert not np.array_equal(to_numpy(w), before)
+
+
+def test_work_buffers_are_kept_for_the_last_run_only(device, rng):
+    """Five fits with five batch sizes keep the buffers of the last run's batch size and
+    its short last batch, not of every size seen."""
+    X, y = blobs(rng, n=100)
+    net = xpbp.Network([4, 5, 3], device=device, seed=1)
+    for m in (7, 9, 10, 33, 30):
+        net.fit(X, y, epochs=1, batch_size=m, eta=0.1, progress=False)
+    assert sorted(net._work._batches) == [10, 30]

@@ -4,7 +4,8 @@ mini-batches, on NumPy (CPU) or CuPy (CUDA GPU) through one array-module switch.
 from importlib.metadata import PackageNotFoundError, version
 
 from .backend import get_array_module, to_device, to_numpy
-from .network import DeviceMemoryError, DivergenceError, History, Network, load
+from .network import Network, load
+from .training import DeviceMemoryError, DivergenceError, History
 
 try:
     __version__ = version("xpbp")

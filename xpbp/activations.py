@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Elementwise, get_array_module
+from .backend import fuse, get_array_module
 
-__all__ = ["Activation", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh", "get"]
+__all__ = ["Activation", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh", "get", "hidden"]
 
 
 class Activation:
@@ -37,38 +37,45 @@ class Activation:
         return f"{type(self).__name__}()"
 
 
+@fuse
+def _sigmoid(xp: Any, z: Any, a: Any) -> None:
+    """a = 1/(1 + e⁻ᶻ), in a."""
+    xp.negative(z, out=a)
+    xp.exp(a, out=a)
+    a += 1.0
+    xp.reciprocal(a, out=a)
+
+
+@fuse
+def _sigmoid_prime(xp: Any, a: Any, p: Any) -> None:
+    """p = σ′(z) = σ(z)(1 − σ(z)), from a = σ(z), in p."""
+    xp.subtract(1.0, a, out=p)
+    p *= a
+
+
 class Sigmoid(Activation):
     """σ(z) = 1/(1 + e⁻ᶻ): one transcendental, computed in one buffer.
 
     For very negative z, e⁻ᶻ overflows to ∞ and 1/(1 + ∞) = 0 is the correctly rounded
     result, so NumPy's overflow warning is silenced. (The tanh form ½(1 + tanh(z/2))
     would avoid the overflow but loses σ(z) to cancellation below z ≈ −17 in float32.)
-    On a GPU, σ and σ′ are one fused kernel each, instead of four and two array operations.
+    σ and σ′ are each one fused operation: one kernel on a GPU, four and two ufuncs
+    in place on the CPU.
     """
 
     name = "sigmoid"
-    _fn = Elementwise("T z", "T a", "a = 1 / (1 + exp(-z))", "xpbp_sigmoid")
-    _prime = Elementwise("T a", "T p", "p = (1 - a) * a", "xpbp_sigmoid_prime")
 
     @np.errstate(over="ignore")  # as a decorator: half the cost of a with-block, paid twice per step
     def fn(self, z: Any, out: Any = None) -> Any:
-        kernel = self._fn.on(z)
-        if kernel is not None:
-            return kernel(z) if out is None else kernel(z, out)
-        xp = get_array_module(z)
-        e = xp.negative(z, out=out)
-        xp.exp(e, out=e)
-        e += 1.0
-        return xp.reciprocal(e, out=e)
+        a = get_array_module(z).empty_like(z) if out is None else out
+        _sigmoid(z, a)
+        return a
 
     def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
         s = self.fn(z) if a is None else a
-        kernel = self._prime.on(s)
-        if kernel is not None:
-            return kernel(s) if out is None else kernel(s, out)
-        t = get_array_module(z).subtract(1.0, s, out=out)
-        t *= s  # σ′ = σ(1 − σ)
-        return t
+        p = get_array_module(s).empty_like(s) if out is None else out
+        _sigmoid_prime(s, p)
+        return p
 
 
 class Tanh(Activation):
@@ -136,4 +143,12 @@ def get(name: str, *, argument: str = "activation") -> Activation:
     """The activation called ``name``; ``ValueError`` naming the argument if unknown."""
     if name not in _ACTIVATIONS:
         raise ValueError(f"{argument} must be one of {', '.join(map(repr, _ACTIVATIONS))}, got {name!r}")
+    return _ACTIVATIONS[name]()
+
+
+def hidden(name: str) -> Activation:
+    """The activation of hidden layers called ``name``: any elementwise one."""
+    if name not in HIDDEN:
+        hint = "; softmax is for the output layer: output_activation='softmax'" if name == "softmax" else ""
+        raise ValueError(f"activation (of the hidden layers) must be one of {', '.join(map(repr, HIDDEN))}, got {name!r}{hint}")
     return _ACTIVATIONS[name]()

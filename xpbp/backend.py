@@ -1,8 +1,9 @@
 """The array-module switch: NumPy on the CPU, CuPy on a CUDA GPU.
 
 This is the only module of xpbp that imports ``cupy``. Everything else asks it for
-the array module (``xp``) of a device or of an array, and moves data across the
-host/device boundary only through :func:`to_device` and :func:`to_numpy`.
+the array module (``xp``) of a device or of an array, moves data across the
+host/device boundary only through :func:`to_device` and :func:`to_numpy`, and runs
+device work inside :func:`using`, so that it lands on the right GPU.
 
 A device is named ``"cpu"``, ``"cuda"`` (the current GPU), ``"cuda:N"`` or
 ``"auto"`` (a GPU when one is usable, else the CPU). :func:`canonical` turns any of
@@ -11,11 +12,12 @@ them into ``"cpu"`` or ``"cuda:N"``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 
@@ -28,16 +30,18 @@ else:
     _cupy_error = None
 
 __all__ = [
-    "Elementwise",
+    "Fused",
     "as_array",
     "canonical",
     "cuda_available",
     "cuda_info",
     "device_of",
+    "fuse",
     "get_array_module",
     "resolve",
     "to_device",
     "to_numpy",
+    "using",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,23 +53,29 @@ _INSTALL_HINT = (
 
 
 @dataclass(frozen=True)
-class Elementwise:
-    """An elementwise operation written once in ``cupy.ElementwiseKernel``'s terms (typed
-    inputs, typed outputs that may also be read, C statements run for every element),
-    to be fused into one kernel on a device that compiles such kernels.
+class Fused:
+    """An elementwise operation written once, as plain array code ``fn(xp, *args)`` over
+    the array module ``xp`` of its arguments. Its outputs are arguments too, written in
+    place (``xp.exp(z, out=a)``, ``a += 1``), so that a call allocates nothing.
 
-    ``on(a)`` is that kernel for the device of ``a``, called like CuPy's (inputs, then
-    outputs, which may be left out), or None where the device has none (NumPy): the
-    caller then runs its own array-module code, which must compute the same thing.
+    With CuPy arrays it runs as ``cupy.fuse`` of that code: one kernel, compiled on first
+    use for each dtype. With NumPy arrays it is the code itself, one ufunc after another
+    (as Chainer's ``fuse`` falls back to the plain function without CuPy).
     """
 
-    in_params: str
-    out_params: str
-    operation: str
-    name: str
+    fn: Callable[..., None]
 
-    def on(self, a: Any) -> Callable[..., Any] | None:
-        return _backend_of(a).kernel(self)
+    @property
+    def name(self) -> str:
+        return "xpbp_" + self.fn.__name__.lstrip("_")
+
+    def __call__(self, *args: Any) -> None:
+        _backend_of(args[0]).run(self, args)
+
+
+def fuse(fn: Callable[..., None]) -> Fused:
+    """Decorator: the function ``fn(xp, *args)`` as a :class:`Fused` operation."""
+    return Fused(fn)
 
 
 class Backend:
@@ -92,8 +102,9 @@ class Backend:
         """The index of the current device, for a name without ``:N``."""
         return 0
 
-    def use(self, index: int) -> None:
-        """Make device ``index`` the current one."""
+    def using(self, index: int) -> ContextManager[Any]:
+        """A context in which device ``index`` is the current one."""
+        return contextlib.nullcontext()
 
     def owns(self, a: Any) -> bool:
         return isinstance(a, np.ndarray)
@@ -108,9 +119,9 @@ class Backend:
     def to_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
 
-    def kernel(self, op: Elementwise) -> Callable[..., Any] | None:
-        """``op`` fused into one kernel on this device, or None: NumPy has no such kernels."""
-        return None
+    def run(self, op: Fused, args: tuple[Any, ...]) -> None:
+        """Run a fused operation: on NumPy, its array code."""
+        op.fn(np, *args)
 
 
 class CudaBackend(Backend):
@@ -146,8 +157,8 @@ class CudaBackend(Backend):
     def current(self) -> int:
         return cupy.cuda.runtime.getDevice() if self.count() else 0
 
-    def use(self, index: int) -> None:
-        cupy.cuda.Device(index).use()
+    def using(self, index: int) -> ContextManager[Any]:
+        return cupy.cuda.Device(index)
 
     def owns(self, a: Any) -> bool:
         return cupy is not None and isinstance(a, cupy.ndarray)
@@ -162,11 +173,12 @@ class CudaBackend(Backend):
     def to_numpy(self, a: Any) -> np.ndarray:
         return cupy.asnumpy(a)
 
-    @functools.cache  # one kernel per operation (the backend lives as long as the module)
-    def kernel(self, op: Elementwise) -> Callable[..., Any]:
-        # Made on first use (by then CuPy has a device); CuPy compiles it on the first call
-        # for each dtype and keeps the binary, in memory and in ~/.cupy/kernel_cache.
-        return cupy.ElementwiseKernel(op.in_params, op.out_params, op.operation, op.name)
+    def run(self, op: Fused, args: tuple[Any, ...]) -> None:
+        self._kernel(op)(*args)
+
+    @functools.cache  # one kernel object per operation; CuPy compiles it once per dtype
+    def _kernel(self, op: Fused) -> Callable[..., None]:
+        return cupy.fuse(kernel_name=op.name)(functools.partial(op.fn, cupy))
 
 
 # Backends by device name. The test suite registers a strict stand-in for CuPy here.
@@ -209,10 +221,18 @@ def canonical(device: str) -> str:
 
 
 def resolve(device: str) -> ModuleType:
-    """The array module (NumPy or CuPy) for ``device``; selects that CUDA device."""
-    backend, index = _split(canonical(device))
-    backend.use(index)
-    return backend.xp
+    """The array module (NumPy or CuPy) for ``device``. It does not make that device
+    current: allocate inside :func:`using`."""
+    return _split(canonical(device))[0].xp
+
+
+def using(device: str) -> ContextManager[Any]:
+    """``with using("cuda:1"):`` makes that GPU current for the block, so that the arrays,
+    kernels and random draws made there land on it (CuPy's ``with cupy.cuda.Device(1):``);
+    the device current before comes back after. Nothing happens on the CPU. ``device``
+    must be canonical (see :func:`canonical`)."""
+    backend, index = _split(device)
+    return backend.using(index)
 
 
 def cuda_info() -> dict[str, Any]:
@@ -264,7 +284,8 @@ def as_array(a: Any) -> Any:
             return np.from_dlpack(a)
         if kind == 2:  # kDLCUDA
             _BACKENDS["cuda"].check(int(index))
-            return cupy.from_dlpack(a)
+            with cupy.cuda.Device(int(index)):
+                return cupy.from_dlpack(a)
         raise TypeError(f"cannot use an array on DLPack device type {kind}: xpbp knows the CPU (1) and CUDA (2)")
     return np.asarray(a)
 

@@ -102,8 +102,14 @@ class LogLikelihoodCost(Cost):
 _COSTS = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
 
 
-def get(name: str) -> Cost:
-    """The cost called ``name``; ``ValueError`` if unknown."""
+def get(name: str, output: Activation | None = None) -> Cost:
+    """The cost called ``name``; ``ValueError`` if unknown, or if it does not pair with the
+    ``output`` layer's activation (when given)."""
     if name not in _COSTS:
         raise ValueError(f"cost must be one of {', '.join(map(repr, _COSTS))}, got {name!r}")
-    return _COSTS[name]()
+    cost = _COSTS[name]()
+    if output is not None and cost.requires and output.name != cost.requires:
+        raise ValueError(f"cost={name!r} requires output_activation={cost.requires!r}, got {output.name!r}")
+    if output is not None and output.name == "softmax" and name != "log_likelihood":
+        raise ValueError(f"output_activation='softmax' pairs only with cost='log_likelihood', got cost={name!r}")
+    return cost

@@ -63,5 +63,6 @@ def read(path: str | os.PathLike, format: str, version: int, what: str) -> dict[
         raise ValueError(f"{path} is not an {what} (no format {format!r} marker)")
     found = str(data.get("version", "missing"))
     if found != str(version):
-        raise ValueError(f"{path} has {what} format version {found}; this xpbp reads version {version}")
+        older = " (written by an older xpbp)" if found.isdigit() and int(found) < version else ""
+        raise ValueError(f"{path} has {what} format version {found}{older}; this xpbp reads version {version}")
     return data

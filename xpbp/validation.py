@@ -1,0 +1,137 @@
+"""The checks shared by the entry points: arguments, matrices and targets.
+
+Each raises ``ValueError`` or ``TypeError`` naming the argument, what was expected and
+what was given, before anything is changed or any long work starts. Arrays are checked
+where they live: for host data that is free; for device data it costs one transfer of
+a flag, which the equations' own entry points (``feedforward``, ``backprop``, ``cost``)
+never pay.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import backend
+
+__all__ = ["all_finite", "dtype", "matrix", "positive_int", "real", "real_array", "replacements", "seed", "targets"]
+
+
+def positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def seed(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {value!r}")
+    return None if value is None else int(value)
+
+
+def dtype(value: Any) -> np.dtype:
+    """``"float32"`` or ``"float64"`` (or their NumPy dtypes) as a dtype."""
+    try:
+        found = None if value is None else np.dtype(value)
+    except TypeError:
+        found = None
+    if found not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
+    return found
+
+
+def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open: bool = False) -> float:
+    """``value`` as a float in [low, high] (or [low, high) with ``high_open``)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not (low <= v and (v < high if high_open else v <= high)):
+        bound = f"[{low}, {high})" if high_open else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return v
+
+
+def all_finite(a: Any) -> bool:
+    """No NaN or Inf in ``a``, checked where ``a`` lives: free for host data, one
+    transfer of a flag for device data."""
+    return bool(backend.to_numpy(backend.get_array_module(a).isfinite(a).all()))
+
+
+def real_array(a: Any, name: str) -> Any:
+    """``a`` as an array (DLPack objects shared without a copy, other host data as NumPy),
+    refusing what is not real numbers before it reaches a device."""
+    try:
+        a = backend.as_array(a)
+    except (TypeError, ValueError, BufferError, RuntimeError) as e:
+        raise TypeError(f"{name} must be an array of real numbers; converting it failed: {e}") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def matrix(a: Any, name: str, width: int, *, dtype: np.dtype, device: str, columns: bool, finite: bool = True) -> Any:
+    """A 2-D input, validated and brought to ``device`` in ``dtype``. ``columns``: examples
+    are columns (shape ``(width, m)``), else rows (shape ``(N, width)``). ``finite=False``
+    checks for NaN and Inf only in host data, where it is free."""
+    a = real_array(a, name)
+    want = f"({width}, m)" if columns else f"(n_examples, {width})"
+    if a.ndim != 2 or a.shape[0 if columns else 1] != width:
+        raise ValueError(f"{name} must have shape {want}, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: shape {a.shape}")
+    narrowing = a.dtype.kind == "f" and a.dtype.itemsize > dtype.itemsize
+    source = backend.device_of(a)
+    with backend.using(source), np.errstate(over="ignore"):  # where the data lives: free for host data
+        a = a.astype(dtype, copy=False)
+        if (finite or source == "cpu") and not all_finite(a):
+            beyond = f" (or values beyond the range of {dtype})" if narrowing else ""
+            raise ValueError(f"{name} contains NaN or Inf{beyond}")
+    return backend.to_device(a, device)
+
+
+def targets(y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> tuple[Any, Any]:
+    """``(Y, labels)`` for ``n`` examples: Y of shape ``(n, n_out)`` on ``device`` and the
+    integer labels ``(n,)``. ``y`` is labels (one-hot made on the device) or float targets
+    (labels are their argmax)."""
+    y = real_array(y, name)
+    if y.ndim == 2:
+        Y = matrix(y, name, n_out, dtype=dtype, device=device, columns=False)
+        if Y.shape[0] != n:
+            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n} examples")
+        with backend.using(device):
+            return Y, Y.argmax(axis=1)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be class labels of shape ({n},) or targets of shape ({n}, {n_out}), got shape {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} examples")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    source = backend.device_of(y)
+    with backend.using(source):  # the range, where y lives
+        lo, hi = backend.to_numpy(backend.get_array_module(y).stack([y.min(), y.max()])).tolist()
+    if lo < 0 or hi >= n_out:
+        raise ValueError(f"{name} holds labels in [{lo}, {hi}], outside [0, {n_out - 1}] for {n_out} output neurons")
+    y = backend.to_device(y, device)
+    with backend.using(device):
+        xp = backend.get_array_module(y)
+        Y = xp.zeros((n, n_out), dtype=dtype)
+        Y[xp.arange(n), y] = 1
+    return Y, y
+
+
+def replacements(arrays: list[Any], views: list[Any], names: list[str], *, dtype: np.dtype, device: str) -> dict[int, Any]:
+    """The arrays that are not the parameter ``views`` they stand in for, each checked
+    (real, of the view's shape, finite) and brought to ``device`` in ``dtype``, by position."""
+    if len(arrays) != len(views):
+        raise ValueError(f"net.weights and net.biases must hold {len(views)} arrays in all, got {len(arrays)}")
+    taken = {}
+    for i, (name, a, v) in enumerate(zip(names, arrays, views)):
+        if a is not v:
+            a = real_array(a, name)
+            if a.shape != v.shape:
+                raise ValueError(f"{name} must have shape {v.shape}, got shape {a.shape}")
+            taken[i] = matrix(a, name, v.shape[1], dtype=dtype, device=device, columns=False)
+    return taken

@@ -1,0 +1,122 @@
+"""The training step's memory, and backprop written into it.
+
+``Network.backprop`` is the book's BP1–BP4, allocating every z, a and δ afresh. The
+training step runs the same equations, line for line, but writes every large
+intermediate into buffers kept from one step to the next (fresh multi-megabyte
+temporaries would cost a page fault per 4 KB on every step):
+
+- θ, ∇C and the momentum velocities each lie in one flat buffer laid out alike
+  (:class:`Layout`), so that one array operation updates every w and b at once;
+- each layer's z, a and δ for mini-batches of m examples, kept for the run's batch
+  size and its short last batch only.
+
+``tests/test_backprop.py`` holds :meth:`Workspace.backprop` equal to
+``Network.backprop``, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .activations import Activation
+from .costs import Cost
+
+__all__ = ["Layout", "Workspace"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the parameters of a network with layer widths ``sizes`` lie in one flat
+    buffer: every weight matrix wˡ ``(n_out, n_in)``, then every bias vector bˡ
+    ``(n_out, 1)``."""
+
+    sizes: tuple[int, ...]
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        return [(n_out, n_in) for n_in, n_out in pairs] + [(n_out, 1) for _, n_out in pairs]
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    @property
+    def weights(self) -> int:
+        """How many elements the weight matrices hold (they come first)."""
+        return sum(n_in * n_out for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def views(self, flat: Any) -> list[Any]:
+        """Each w, then each b, as a view of ``flat``."""
+        views, k = [], 0
+        for shape in self.shapes:
+            views.append(flat[k : k + math.prod(shape)].reshape(shape))
+            k += math.prod(shape)
+        return views
+
+    def zeros(self, xp: Any, dtype: np.dtype) -> Any:
+        """A new flat buffer of zeros (on the current device)."""
+        return xp.zeros(self.size, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Buffers for mini-batches of m examples: each layer's z and a, and each hidden
+    layer's δ (the output layer's comes from the cost, in BP1)."""
+
+    z: list[Any]
+    a: list[Any]
+    delta: list[Any]
+
+
+class Workspace:
+    """The training step's buffers for one network on one device: the gradient ∇C (one
+    flat buffer, seen as each layer's ``nabla_w`` and ``nabla_b``) and the z, a and δ of
+    the batch sizes of the current run. Make it, and call it, with the network's device
+    current."""
+
+    def __init__(self, sizes: Sequence[int], sigmas: Sequence[Activation], cost: Cost, xp: Any, dtype: np.dtype) -> None:
+        self.layout = Layout(tuple(sizes))
+        self.sigmas, self.cost, self.xp, self.dtype = list(sigmas), cost, xp, dtype
+        self.grad = self.layout.zeros(xp, dtype)
+        views = self.layout.views(self.grad)
+        self.nabla_w, self.nabla_b = views[: len(self.sigmas)], views[len(self.sigmas) :]
+        self._batches: dict[int, _Batch] = {}
+
+    def keep(self, batch_sizes: set[int]) -> None:
+        """Keep buffers for these batch sizes only (a run's m and its last batch's)."""
+        self._batches = {m: b for m, b in self._batches.items() if m in batch_sizes}
+
+    def _batch(self, m: int) -> _Batch:
+        if m not in self._batches:
+            widths = self.layout.sizes[1:]
+            made = [[self.xp.empty((n, m), dtype=self.dtype) for n in ns] for ns in (widths, widths, widths[:-1])]
+            self._batches[m] = _Batch(*made)
+        return self._batches[m]
+
+    def backprop(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float) -> Any:
+        """BP1–BP4 over the m columns of ``x`` and ``y``, for the gradient of the summed
+        cost times ``scale`` (1/m gives the mean cost's; the training step folds η in too),
+        written into ``nabla_w`` and ``nabla_b``. Returns aᴸ, a buffer valid until the next call."""
+        xp, L, buffers = self.xp, len(weights), self._batch(x.shape[1])
+        # Feedforward, storing every z and every activation, layer by layer.
+        activations = [x]
+        for l, (w, b, sigma) in enumerate(zip(weights, biases, self.sigmas)):
+            z = xp.matmul(w, activations[l], out=buffers.z[l])
+            z += b
+            activations.append(sigma.fn(z, out=buffers.a[l]))
+        # BP1, with the scale folded in once; BP2 carries it to every layer.
+        delta = self.cost.delta(buffers.z[-1], activations[-1], y, self.sigmas[-1])  # BP1
+        delta *= scale
+        for l in range(L - 1, -1, -1):
+            if l < L - 1:
+                delta = xp.matmul(weights[l + 1].T, delta, out=buffers.delta[l])
+                # σ′(zˡ) is written over zˡ, which nothing needs after it.
+                delta *= self.sigmas[l].prime(buffers.z[l], activations[l + 1], out=buffers.z[l])  # BP2
+            delta.sum(axis=1, keepdims=True, out=self.nabla_b[l])  # BP3
+            xp.matmul(delta, activations[l].T, out=self.nabla_w[l])  # BP4
+        return activations[-1]
