@@ -189,7 +189,7 @@ def _inplace(op):
     return method
 
 
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor"):
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift", "rshift"):
     _op = getattr(operator, f"{_name}_" if _name in ("and", "or") else _name)
     setattr(StrictArray, f"__{_name}__", _binary(_op))
     setattr(StrictArray, f"__r{_name}__", _reflected(_op))

@@ -67,3 +67,12 @@ def test_prime_is_the_gradient_of_fn(device, name, rng):
         minus = to_numpy(cost.fn(to_device(a - d, device), to_device(y, device)))
         numeric[idx] = (plus - minus)[idx[1]] / (2 * eps)
     np.testing.assert_allclose(to_numpy(cost.prime(to_device(a, device), to_device(y, device))), numeric, rtol=1e-7)
+
+
+def test_relu_prime_at_zero_is_zero(device):
+    """max(0, z) has no derivative at 0; the book's convention, and xpbp's, is σ′(0) = 0."""
+    z = to_device(np.array([[-1.0, 0.0, 2.0]]), device)
+    relu = activations.get("relu")
+    assert to_numpy(relu.prime(z)).tolist() == [[0.0, 0.0, 1.0]]
+    out = to_device(np.full((1, 3), 7.0), device)
+    assert to_numpy(relu.prime(z, out=out)).tolist() == [[0.0, 0.0, 1.0]]

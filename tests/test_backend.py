@@ -25,7 +25,14 @@ def test_auto_logs_its_choice(caplog, monkeypatch):
     with caplog.at_level(logging.INFO, logger="xpbp.backend"):
         assert backend.canonical("auto") == "cpu"
         assert backend.resolve("auto") is np
-    assert "device 'auto' chose cpu: CuPy could not be imported" in caplog.text
+    assert "device 'auto' chose cpu, since CuPy could not be imported" in caplog.text
+
+
+def test_auto_picks_cuda_when_cuda_is_usable(monkeypatch, caplog):
+    monkeypatch.setattr(backend._BACKENDS["cuda"], "count", lambda: 2)
+    with caplog.at_level(logging.INFO, logger="xpbp.backend"):
+        assert backend.canonical("auto") == "cuda:0"
+    assert "device 'auto' chose cuda:0" in caplog.text
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:-1", "cpu:1", "CUDA", ""])

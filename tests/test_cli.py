@@ -19,10 +19,11 @@ from test_datasets import FASHION
 SCRIPT = Path(sysconfig.get_path("scripts")) / "xpbp"
 
 
-def run(*args, module=False, env=None):
+def run(*args, module=False, env=None, timeout=900):
+    """The command, as a user runs it; the timeout allows a machine many times slower than an idle CI one."""
     cmd = [sys.executable, "-m", "xpbp", *args] if module else [str(SCRIPT), *args]
     env = {**os.environ, "PYTHONWARNINGS": "error", **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def png_size(path):
@@ -71,7 +72,8 @@ def test_train_json_is_one_object_and_nothing_else(tmp_path):
     assert result["network"] == {"sizes": [784, 20, 10], "activation": "sigmoid", "output_activation": "softmax",
                                  "cost": "log_likelihood", "init": "scaled", "dtype": "float32"}
     assert result["training"]["momentum"] == 0.5 and result["training"]["examples"] == 8000
-    assert len(result["history"]["test_accuracy"]) == 2 and result["test_accuracy"] == result["history"]["test_accuracy"][-1]
+    assert list(result["history"]) == ["train_cost", "val_cost", "val_accuracy", "seconds"]  # History's own names
+    assert len(result["history"]["val_accuracy"]) == 2 and result["test_accuracy"] == result["history"]["val_accuracy"][-1]
     assert 0.8 < result["test_accuracy"] <= 1 and result["seconds"] > 0 and result["examples_per_second"] > 0
 
 
@@ -114,11 +116,11 @@ def test_python_dash_m_is_the_same_command():
     [
         (["train", "--cost", "hinge"], 2, "argument --cost: invalid choice: 'hinge'"),
         (["train", "--cost", "cross_entropy", "--output-activation", "softmax"], 1, r"^xpbp: error: cost='cross_entropy' requires"),
-        (["train", "--sizes", "100,10"], 1, r"^xpbp: error: X must have shape \(n_examples, 100\)"),
+        (["train", "--sizes", "100,10"], 1, r"^xpbp: error: mnist-sample has 784 pixels .*--sizes must start with 784"),
         (["train", "--sizes", "784,x"], 2, "expected comma-separated integers"),
         (["train", "--epochs", "0"], 1, "^xpbp: error: epochs must be a positive integer"),
         (["train", "--device", "tpu"], 1, "^xpbp: error: unknown device 'tpu'"),
-        (["train", "--save", "/nonexistent/dir/m.npz", "--epochs", "1"], 1, "^xpbp: error: .*No such file or directory"),
+        (["train", "--save", "/nonexistent/dir/m.npz", "--epochs", "1"], 1, "^xpbp: error: cannot save to /nonexistent/dir/m.npz: no such directory"),
         (["evaluate", "/nonexistent/m.npz"], 1, "^xpbp: error: .*No such file or directory"),
         (["fly"], 2, "invalid choice: 'fly'"),
     ],
@@ -165,11 +167,68 @@ def test_train_on_fashion_mnist_from_the_debian_package(tmp_path):
     assert result["test_accuracy"] > 0.75  # one epoch; 30 reach about 88%
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs the Debian package dataset-fashion-mnist (.ci/run installs it)")
 def test_readme_fashion_mnist_recipe_reaches_88_percent(tmp_path):
     """The README's Fashion-MNIST command: 30 epochs over the full 60k/10k split, on the CPU."""
     r = run("train", "--dataset", "fashion-mnist", "--no-download", "--sizes", "784,100,10", "--output-activation", "softmax",
             "--cost", "log_likelihood", "--batch-size", "50", "--eta", "0.1", "--momentum", "0.9", "--eta-decay", "0.2",
-            "--epochs", "30", "--seed", "1", "--device", "cpu", "--json", env={"XDG_CACHE_HOME": str(tmp_path)})
+            "--epochs", "30", "--seed", "1", "--device", "cpu", "--json", env={"XDG_CACHE_HOME": str(tmp_path)}, timeout=3600)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["test_accuracy"] >= 0.88
+
+
+# ---------------------------------------------------------------------- failures a user meets
+
+
+def no_training(r):
+    """Nothing was trained or loaded before the error: no epoch line, no progress."""
+    assert "epoch " not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--save", "/nonexistent/dir/m.npz"], "cannot save to /nonexistent/dir/m.npz: no such directory"),
+        (["--plot", "/nonexistent/dir/c.png"], "cannot save to /nonexistent/dir/c.png: no such directory"),
+        (["--save", ""], "cannot save to an empty path"),
+        (["--save", "/dev/null"], "/dev/null: it is a device file, not a regular file"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--batch-size", "20000"], r"batch_size must be at most the number of examples \(8000\)"),
+        (["--eta", "inf"], "eta must be a finite number"),
+        (["--lmbda", "nan"], "lmbda must be a finite number"),
+        (["--eta-decay", "-1"], "eta_decay must be >= 0"),
+        (["--threads", "0"], "threads must be a positive integer"),
+        (["--data-dir", "/nonexistent/dir"], "data_dir /nonexistent/dir does not exist"),
+    ],
+)
+def test_arguments_are_checked_before_any_work(args, message, tmp_path):
+    """Checked before the data set is loaded: with MNIST missing and downloads off, the
+    error is still about the argument (--data-dir excepted: that is where data is looked for)."""
+    r = run("train", "--dataset", "mnist", "--no-download", "--device", "cpu", *args, env={"XDG_CACHE_HOME": str(tmp_path)})
+    if args[0] == "--batch-size":
+        r = run("train", "--device", "cpu", *args)
+    one_line_error(r, 1, f"^xpbp: error: .*{message}")
+    no_training(r)
+
+
+def test_divergence_and_memory_errors_are_one_line(tmp_path):
+    r = run("train", "--eta", "1e300", "--epochs", "2", "--device", "cpu", "--save", str(tmp_path / "m.npz"))
+    last = one_line_error(r, 1, r"^xpbp: error: training diverged in epoch 1, mini-batch \d+ of 800")
+    assert "smaller learning rate" in last and not (tmp_path / "m.npz").exists()
+    r = run("train", "--sizes", "784,100000000,10", "--device", "cpu")
+    one_line_error(r, 1, "^xpbp: error: out of memory: .*Unable to allocate")
+    no_training(r)
+
+
+def test_json_failures_are_one_json_object():
+    r = run("train", "--epochs", "0", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout) == {"error": "epochs must be a positive integer, got 0"}
+    r = run("train", "--cost", "hinge", "--json")
+    assert r.returncode == 2 and "invalid choice: 'hinge'" in json.loads(r.stdout)["error"]
+    assert r.stdout.count("\n") == 1
+
+
+def test_quiet_prints_the_result_only(tmp_path):
+    r = run("train", "--epochs", "1", "--device", "cpu", "--quiet")
+    assert r.returncode == 0 and r.stderr == "" and r.stdout.startswith("test accuracy ")

@@ -1,17 +1,22 @@
 """Data sets: the IDX reader, the embedded sample, finding files, and downloading them
 from an HTTP server on 127.0.0.1 that serves files the test wrote."""
 
+import dataclasses
 import gzip
 import hashlib
 import http.server
+import subprocess
+import sys
 import threading
+import tracemalloc
+import zlib
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xpbp import datasets
+from xpbp import datasets, files
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -157,7 +162,7 @@ def test_download_verifies_and_caches(fake, server, tmp_path, monkeypatch):
         ("missing", "HTTP Error 404"),
         ("corrupt", "corrupt or not the expected file"),
         ("truncated", "corrupt or truncated gzip data"),
-        ("other file", "corrupt or not the expected file"),
+        ("other file", "corrupt or not the expected file|more than the [0-9]+ this file can take"),
     ],
 )
 def test_failed_download_leaves_nothing(fake, server, tmp_path, monkeypatch, damage, message):
@@ -221,7 +226,7 @@ def test_search_order_and_no_download(fake, tmp_path, monkeypatch):
     first = tmp_path / "first"
     first.mkdir()
     (first / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(contents["train-images-idx3-ubyte"]))
-    with pytest.raises(datasets.DatasetError, match=f"{first}.*corrupt or not the expected file.*Delete or replace"):
+    with pytest.raises(datasets.DatasetError, match=f"{first}.*(corrupt or not the expected file|larger than the [0-9]+ bytes it may hold).*Delete or replace"):
         datasets.load("mnist", "test", data_dir=first, download=False)
 
 
@@ -234,3 +239,130 @@ def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
         assert X.shape == (n, 784) and y.shape == (n,)
         assert np.array_equal(np.bincount(y), np.full(10, n // 10))  # balanced: n/10 of each class
         assert 0.0 <= X.min() and X.max() <= 1.0
+
+
+# ---------------------------------------------------------------------- hostile servers and files
+
+
+class _Serve(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with what ``body(handler)`` writes; no Content-Length."""
+
+    body = None
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        try:
+            type(self).body(self)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hostile(fake, monkeypatch):
+    """Start a server whose answer ``body`` gives; returns a function that does so."""
+    servers = []
+
+    def start(body):
+        handler = type("Handler", (_Serve,), {"body": staticmethod(body)})
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        monkeypatch.setenv("XPBP_DATA_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_server_that_never_stops_sending_is_cut_off(hostile, tmp_path):
+    def endless(handler):
+        while True:
+            handler.wfile.write(b"\x1f\x8b" + b"\x00" * 65534)
+
+    hostile(endless)
+    with pytest.raises(datasets.DatasetError, match=r"sent more than the \d+ bytes this file can take"):
+        datasets.load("mnist", "test")
+    assert cached(tmp_path) == []
+
+
+def test_a_server_that_trickles_meets_the_deadline(hostile, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE", 1.0)
+    stop = threading.Event()
+
+    def trickle(handler):
+        while not stop.wait(0.2):
+            handler.wfile.write(b"\x1f")
+            handler.wfile.flush()
+
+    hostile(trickle)
+    try:
+        with pytest.raises(datasets.DatasetError, match="took longer than 1 s"):
+            datasets.load("mnist", "test")
+    finally:
+        stop.set()
+    assert cached(tmp_path) == []
+
+
+def _gzip_bomb(nbytes):
+    """A gzip stream of ``nbytes`` zeros, made a megabyte at a time."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    return b"".join(z.compress(block) for _ in range(nbytes >> 20)) + z.flush()
+
+
+def test_gzip_bombs_are_refused_within_the_files_size(fake, hostile, tmp_path, monkeypatch):
+    """256 MiB of zeros in 250 KB, from a mirror and from a data directory, where MNIST's
+    7.8 MB test images belong: refused as soon as it outgrows that size, in a few
+    megabytes of memory."""
+    spec = datasets._DATASETS["mnist"]
+    monkeypatch.setitem(datasets._DATASETS, "mnist", dataclasses.replace(spec, sizes={**spec.sizes, "test": 10000}))
+    bomb = _gzip_bomb(256 << 20)
+    hostile(lambda handler: handler.wfile.write(bomb))
+    here = tmp_path / "dir"
+    here.mkdir()
+    (here / "t10k-images-idx3-ubyte.gz").write_bytes(bomb)
+    for data_dir in (None, here):
+        tracemalloc.start()
+        try:
+            with pytest.raises(datasets.DatasetError, match="decompresses to more than the 7840016 bytes"):
+                datasets.load("mnist", "test", data_dir=data_dir)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 32 << 20
+    assert cached(tmp_path) == []
+    with pytest.raises(ValueError, match="decompresses to more than the 1000000 bytes"):
+        datasets.load_idx(here / "t10k-images-idx3-ubyte.gz", max_bytes=10**6)
+
+
+def test_idx_header_arithmetic_cannot_overflow(tmp_path):
+    header = bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4  # 2**64 bytes: np.prod would wrap to 0
+    path = tmp_path / "huge.idx"
+    path.write_bytes(header)
+    with pytest.raises(ValueError, match=r"truncated: 20 bytes for shape \(65536, 65536, 65536, 65536\), expected 18446744073709551636"):
+        datasets.load_idx(path)
+
+
+def test_downloads_killed_earlier_leave_no_part_files(fake, server, tmp_path, monkeypatch):
+    """A download killed half-way (SIGKILL) leaves its .part file; the next download of
+    that file removes it, and leaves other files alone."""
+    cache = tmp_path / "cache" / "xpbp" / "mnist"
+    cache.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    orphan = cache / f".t10k-images-idx3-ubyte.gz.xpbp-{files._HOST}-{dead}-0123abcd.part"
+    orphan.write_bytes(b"half")
+    (cache / "notes.part").write_bytes(b"mine")
+    monkeypatch.setenv("XPBP_DATA_URL", server)
+    datasets.load("mnist", "test")
+    assert cached(tmp_path) == ["notes.part", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error(fake, tmp_path):
+    with pytest.raises(datasets.DatasetError, match="data_dir .*absent does not exist"):
+        datasets.load("mnist", "test", data_dir=tmp_path / "absent")

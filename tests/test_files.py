@@ -1,13 +1,19 @@
 """save/load: round trips across devices, atomic writes, and clear errors for bad files."""
 
 import io
+import os
+import stat
+import subprocess
+import sys
+import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import xpbp
-from xpbp import to_numpy
+from xpbp import files, to_numpy
 
 from conftest import CUDA
 
@@ -168,10 +174,157 @@ def test_network_pickles(device, rng):
     assert all(np.array_equal(a, b) for a, b in zip(host(net), host(back)))
 
 
-def test_orphaned_temporary_files_are_cleaned_up(tmp_path):
-    """A writer killed mid-save leaves its temporary file; the next save removes it."""
+def finished_pid():
+    """The process id of a process that has ended."""
+    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    return int(p.stdout)
+
+
+def test_only_orphans_of_ended_xpbp_writers_are_removed(tmp_path):
+    """The next save of a file removes the temporary files that xpbp writers on this host
+    left when they were killed, and nothing else: not a running writer's, not a file
+    xpbp did not name, not another target's."""
     path = tmp_path / "model.npz"
-    (tmp_path / ".model.npz.abc123.tmp").write_bytes(b"half a file")
-    (tmp_path / ".other.npz.abc123.tmp").write_bytes(b"someone else's")
+    dead, alive = finished_pid(), os.getppid()
+    orphan = tmp_path / f".model.npz.xpbp-{files._HOST}-{dead}-0123abcd.tmp"
+    keep = [tmp_path / f".model.npz.xpbp-{files._HOST}-{alive}-0123abcd.tmp",  # a writer still running
+            tmp_path / f".model.npz.xpbp-otherhost-{dead}-0123abcd.tmp",  # a writer on another machine
+            tmp_path / ".model.npz.backup.tmp", tmp_path / ".model.npz.abc123.tmp",  # not xpbp's names
+            tmp_path / f".other.npz.xpbp-{files._HOST}-{dead}-0123abcd.tmp"]  # another file's
+    for f in [orphan, *keep]:
+        f.write_bytes(b"half a file")
     xpbp.Network([3, 2], device="cpu", seed=1).save(path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.abc123.tmp", "model.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, *(f.name for f in keep)])
+
+
+def test_a_save_never_replaces_what_is_not_a_regular_file(tmp_path):
+    net = xpbp.Network([3, 2], device="cpu", seed=1)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(FileExistsError, match="is a FIFO, not a regular file"):
+        net.save(fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        net.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        net.save(tmp_path / "absent" / "m.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_a_save_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "model.npz"
+    xpbp.Network([3, 2], device="cpu", seed=1).save(target)
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    xpbp.Network([3, 2], device="cpu", seed=2).save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert xpbp.load(target, device="cpu").seed == 2
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["model.npz"]
+
+
+def test_a_save_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "model.npz"
+    old = os.umask(0o022)
+    try:
+        xpbp.Network([3, 2], device="cpu", seed=1).save(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # a new file: what the umask allows
+        path.chmod(0o664)
+        xpbp.Network([3, 2], device="cpu", seed=2).save(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
+
+
+CONCURRENT = """
+import sys, xpbp
+net = xpbp.Network([20, 10, 3], device="cpu", seed=int(sys.argv[2]))
+for _ in range(100):
+    net.save(sys.argv[1])
+"""
+
+
+def test_concurrent_writers_of_one_file_never_fail(tmp_path):
+    path = tmp_path / "model.npz"
+    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(path), str(seed)], stderr=subprocess.PIPE, text=True)
+               for seed in (1, 2)]
+    for w in writers:
+        assert w.wait(timeout=600) == 0, w.stderr.read()
+        w.stderr.close()
+    assert xpbp.load(path, device="cpu").seed in (1, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def _model_with(path, **changes):
+    good = path.parent / "good.npz"
+    xpbp.Network([3, 4, 2], device="cpu", seed=1).save(good)
+    _npz(path, **{**dict(np.load(good)), **changes})
+
+
+def test_a_narrowing_cast_that_overflows_is_refused(tmp_path):
+    _model_with(tmp_path / "big.npz", w0=np.full((4, 3), 1e39))
+    with pytest.raises(ValueError, match="w0 holds values beyond the range of float32"):
+        xpbp.load(tmp_path / "big.npz", device="cpu")
+
+
+def _peak_bytes(call):
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_crafted_archives_cost_no_more_than_a_valid_file(tmp_path):
+    """Members are checked from the archive's directory and each array's header before
+    any data is decompressed or read: a compression bomb, a header declaring a terabyte,
+    and a hundred thousand members are refused using a few megabytes at most."""
+    bomb = tmp_path / "bomb.npz"
+    _model_with(bomb)
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_BZIP2) as z:
+        z.writestr("w9.npy", b"\0" * (64 << 20))  # 64 MiB of zeros in a few hundred bytes
+    huge = tmp_path / "huge.npz"
+    terabyte = (1 << 20, 1 << 19)  # 2**39 float64 values: 4 TiB declared, 0 bytes stored
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": terabyte})
+    with zipfile.ZipFile(huge, "w") as z:
+        good = {k: v for k, v in np.load(tmp_path / "good.npz").items() if k not in ("w1", "b1")}
+        for k, v in {**good, "sizes": np.array([1 << 19, 1 << 20])}.items():
+            b = io.BytesIO()
+            np.save(b, v)
+            z.writestr(f"{k}.npy", header.getvalue() if k == "w0" else b.getvalue())
+    many = tmp_path / "many.npz"
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(100_000):
+            z.writestr(f"a{i}.npy", b"")
+    cases = {bomb: "members an xpbp file does not: 'w9'", huge: r"w0 holds \d+ bytes of data for shape \(1048576, 524288\)",
+             many: "more than 4096 members"}
+    for path, message in cases.items():
+        def load(path=path, message=message):
+            with pytest.raises(ValueError, match=message):
+                xpbp.load(path, device="cpu")
+        assert _peak_bytes(load) < 8 << 20, path.name
+
+
+def test_files_of_other_kinds_get_messages_that_say_so(tmp_path):
+    np.save(tmp_path / "weights.npy", np.zeros(3))
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    for name in ("weights.npy", "notes.txt"):
+        with pytest.raises(ValueError, match=f"{name} is not a valid xpbp model file .*not a readable .npz archive"):
+            xpbp.load(tmp_path / name, device="cpu")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ValueError, match="fifo is not a regular file"):
+        xpbp.load(tmp_path / "fifo", device="cpu")
+
+
+def test_the_data_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """A crash right after the rename must find the new file whole: the temporary file is
+    flushed and fsync'ed before os.replace puts it in place, then the directory is synced."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode))) or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", Path(b).name)) or replace(a, b))
+    xpbp.Network([3, 2], device="cpu", seed=1).save(tmp_path / "model.npz")
+    assert events == [("fsync", False), ("replace", "model.npz"), ("fsync", True)]

@@ -75,7 +75,7 @@ def test_out_of_memory_names_batch_and_layers(ledger):
 
 
 def run_kwargs(**extra):
-    return dict(epochs=5, batch_size=8, eta=0.3, lmbda=0.5, momentum=0.7, progress=False, **extra)
+    return {**dict(epochs=5, batch_size=8, eta=0.3, lmbda=0.5, momentum=0.7, progress=False), **extra}
 
 
 def test_resume_in_process_is_bit_identical(device, tmp_path):
@@ -149,7 +149,10 @@ def test_a_damaged_checkpoint_changes_nothing(tmp_path):
     data = dict(np.load(ckpt))
     damaged = {
         "no epochs_trained": ({k: v for k, v in data.items() if k != "epochs_trained"}, "'epochs_trained' is missing"),
-        "short history": ({**data, "history_train_cost": data["history_train_cost"][:1]}, "histories disagree"),
+        "short history": ({**data, "history_train_cost": data["history_train_cost"][:1]}, "lists are not 2 long"),
+        "a string for the epoch": ({**data, "epoch": np.array("two")}, "epoch holds <U3, not integers"),
+        "another data set's fingerprint": ({**data, "data_train": data["data_train"] + np.uint64(1)}, "other training data"),
+        "an unknown member": ({**data, "run_patience": np.array(3)}, "members an xpbp file does not: 'run_patience'"),
         "velocity cut short": ({**data, "velocity": data["velocity"][:-1]}, "velocity has shape"),
         "NaN in the last bias": ({**data, "b1": np.full_like(data["b1"], np.nan)}, "b1 is not finite"),
         "a setting with no default missing": ({k: v for k, v in data.items() if k != "run_batch_size"}, "'run_batch_size' is missing"),
@@ -278,3 +281,27 @@ def test_pytorch_tensors_are_used_without_a_copy(device):
         assert np.array_equal(to_numpy(g), to_numpy(h))
     with pytest.raises(TypeError, match="must hold real numbers"):
         a.predict(torch.zeros((2, 4), dtype=torch.complex64))
+
+
+def test_resume_refuses_other_data_of_the_same_size(tmp_path):
+    """The checkpoint carries fingerprints of the training and validation data: the same
+    rows in another order, other rows, or another validation set are refused."""
+    X, y = blobs()
+    ckpt = tmp_path / "run.ckpt"
+    Xv, yv = blobs(20, seed=5)
+    xpbp.Network([4, 6, 3], device="cpu", seed=3).fit(X, y, validation_data=(Xv, yv), checkpoint=ckpt, **run_kwargs(epochs=2))
+    kwargs = run_kwargs(epochs=4, checkpoint=ckpt, resume=True)
+    others = {"reversed rows": (X[::-1], y[::-1], (Xv, yv), "other training data"),
+              "other rows": (*blobs(seed=9), (Xv, yv), "other training data"),
+              "other labels": (X, (y + 1) % 3, (Xv, yv), "other training data"),
+              "other validation rows": (X, y, blobs(20, seed=6), "other validation data"),
+              "no validation set": (X, y, None, "other validation data")}
+    with pytest.raises(ValueError, match="epochs=2, this one has epochs=4"):  # the settings are checked too
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, validation_data=(Xv, yv), **kwargs)
+    for what, (X2, y2, validation, message) in others.items():
+        with pytest.raises(ValueError, match=message):
+            xpbp.Network([4, 6, 3], device="cpu").fit(X2, y2, validation_data=validation, **run_kwargs(
+                epochs=2, checkpoint=ckpt, resume=True))
+    history = xpbp.Network([4, 6, 3], device="strict").fit(X, y, validation_data=(Xv, yv), **run_kwargs(
+        epochs=2, checkpoint=ckpt, resume=True))  # the same data on another device: its fingerprint is the same
+    assert len(history.train_cost) == 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import xpbp
-from xpbp import datasets, to_numpy
+from xpbp import datasets, to_numpy, training
 
 
 def blobs(rng, n=200, classes=3, dim=4):
@@ -190,3 +190,89 @@ def test_work_buffers_are_kept_for_the_last_run_only(device, rng):
     for m in (7, 9, 10, 33, 30):
         net.fit(X, y, epochs=1, batch_size=m, eta=0.1, progress=False)
     assert sorted(net._work._batches) == [10, 30]
+
+
+def reference_sgd(net, X, Y, epochs, batch_size, eta, lmbda=0.0, eta_decay=0.0):
+    """Nielsen's update written out with the network's own backprop, unshuffled: epoch e
+    uses η/(1 + eta_decay·(e − 1)); each step w ← (1 − ηλ/N)w − η∇C, b ← b − η∇C."""
+    n = len(X)
+    ref = xpbp.Network(net.sizes, dtype="float64", device="cpu", seed=net.seed)
+    w, b = [to_numpy(p).copy() for p in net.weights], [to_numpy(p).copy() for p in net.biases]
+    for e in range(1, epochs + 1):
+        rate = eta / (1 + eta_decay * (e - 1))
+        for k in range(0, n, batch_size):
+            ref.weights, ref.biases = [p.copy() for p in w], [p.copy() for p in b]
+            nabla_b, nabla_w = ref.backprop(X[k : k + batch_size].T, Y[k : k + batch_size].T)
+            w = [(1 - rate * lmbda / n) * p - rate * g for p, g in zip(w, nabla_w)]
+            b = [p - rate * g for p, g in zip(b, nabla_b)]
+    return w + b
+
+
+def test_learning_rate_schedule_and_weight_decay_per_step(device, rng):
+    """Three epochs of five mini-batches each: the schedule moves η once per epoch, from
+    the first epoch's η, and the L2 term is λ/N of the whole training set at every step."""
+    X, y = blobs(rng, n=20)
+    net = xpbp.Network([4, 5, 3], dtype="float64", device=device, seed=6)
+    want = reference_sgd(net, X, np.eye(3)[y], epochs=3, batch_size=4, eta=0.8, lmbda=3.0, eta_decay=0.5)
+    net.fit(X, y, epochs=3, batch_size=4, eta=0.8, lmbda=3.0, eta_decay=0.5, shuffle=False, progress=False)
+    for got, exp in zip(weights(net), want):
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
+
+
+def test_each_epoch_has_its_own_order(device, rng):
+    """The shuffle is seeded by the seed and the epoch count: a run whose second epoch
+    reused the first one's order ends elsewhere; and each order is a permutation."""
+    X, y = blobs(rng, n=30)
+    a = xpbp.Network([4, 5, 3], device=device, seed=2)
+    a.fit(X, y, epochs=2, batch_size=3, eta=0.5, progress=False)
+    b = xpbp.Network([4, 5, 3], device=device, seed=2)
+    b.fit(X, y, epochs=1, batch_size=3, eta=0.5, progress=False)
+    b._epochs_trained = 0  # as if the count did not move on
+    b.fit(X, y, epochs=1, batch_size=3, eta=0.5, progress=False)
+    assert not np.array_equal(weights(a)[0], weights(b)[0])
+    with xpbp.backend.using(a.device):
+        trainer = training.Trainer(a, training.Run(30, 1, 3, 0.5), training.Data(X, np.eye(3)[y]))
+        orders = []
+        for count in (0, 1):
+            a._epochs_trained = count
+            orders.append(to_numpy(trainer._order()))
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(30)) and list(orders[0]) != list(orders[1])
+
+
+def test_training_cost_of_shuffled_epochs(device, rng):
+    """With η = 0 nothing moves, so each epoch's training cost, taken from the shuffled
+    mini-batches' outputs against their own targets, is the cost of the whole set."""
+    X, y = blobs(rng, n=40)
+    net = xpbp.Network([4, 5, 3], dtype="float64", device=device, seed=1)
+    history = net.fit(X, y, epochs=2, batch_size=6, eta=0.0, progress=False)
+    want = net.cost(X.T, np.eye(3)[y].T)
+    assert history.train_cost == pytest.approx([want, want], rel=1e-12)
+
+
+EXTREME = np.full((2, 4), 3.4e38, np.float32)
+
+
+def test_outputs_that_are_not_finite_give_no_result(device):
+    """Finite but extreme inputs overflow the weighted sums: no label, no accuracy."""
+    net = xpbp.Network([4, 8, 3], activation="relu", output_activation="softmax", cost="log_likelihood", device=device, seed=0)
+    with pytest.raises(ValueError, match="outputs for 2 of the 2 rows of X are NaN or Inf"):
+        net.predict(EXTREME)
+    with pytest.raises(ValueError, match="outputs for 1 of the 3 rows of X are NaN or Inf"):
+        net.evaluate(np.vstack([EXTREME[:1], np.zeros((2, 4), np.float32)]), np.array([0, 1, 2]))
+    assert net.predict(np.zeros((2, 4), np.float32)).shape == (2,)
+
+
+def test_validation_outputs_that_are_not_finite_are_recorded_as_nan(device, rng, caplog):
+    X, y = blobs(rng, n=20)
+    net = xpbp.Network([4, 8, 3], activation="relu", output_activation="softmax", cost="log_likelihood", device=device, seed=0)
+    with caplog.at_level("WARNING", logger="xpbp.network"):
+        history = net.fit(X, y, epochs=1, batch_size=5, eta=0.01, validation_data=(EXTREME, np.array([0, 1])), progress=False)
+    assert np.isnan(history.val_accuracy[0]) and np.isnan(history.val_cost[0])
+    assert "outputs for 2 validation examples are NaN or Inf" in caplog.text
+
+
+def test_divergence_caused_by_weight_decay_blames_lambda(device, rng):
+    X, y = blobs(rng, n=20)
+    net = xpbp.Network([4, 5, 3], device=device, seed=1)
+    with pytest.raises(xpbp.DivergenceError, match=r"1 - eta\*lmbda/N = -9, beyond -1; try a smaller lmbda \(lmbda=200\)"):
+        net.fit(X, y, epochs=50, batch_size=20, eta=1.0, lmbda=200.0, progress=False)

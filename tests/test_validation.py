@@ -90,6 +90,10 @@ def test_fit_data(net, X, y, error, message):
         ({"eta": -1.0}, "eta must be >= 0"),
         ({"lmbda": -0.1}, "lmbda must be >= 0"),
         ({"momentum": 1.0}, r"momentum must be \[0.0, 1.0\)"),
+        ({"eta": float("inf")}, "eta must be a finite number, got inf"),
+        ({"lmbda": float("inf")}, "lmbda must be a finite number"),
+        ({"eta_decay": float("nan")}, "eta_decay must be a finite number"),
+        ({"threads": 0}, "threads must be a positive integer"),
         ({"validation_data": GOOD_X}, "validation_data must be a pair"),
         ({"validation_data": (GOOD_X[:, :3], GOOD_Y)}, r"validation_data\[0\] must have shape"),
     ],
@@ -114,3 +118,24 @@ def test_other_entry_points(net):
         net.predict(np.full((2, 4), np.nan))
     with pytest.raises(ValueError, match=r"labels in \[0, 5\]"):
         net.evaluate(GOOD_X, np.array([0, 1, 5, 0, 1, 0]))
+
+
+def test_replaced_parameters_are_checked_before_any_is_taken(device):
+    """An array (or list) put in net.weights or net.biases is checked by the next call;
+    a bad one is named and nothing is taken in."""
+    net = xpbp.Network([4, 3, 2], device=device, seed=0)
+    before = [backend.to_numpy(p).copy() for p in net.weights + net.biases]
+    net.biases[0] = [[1.0], [2.0], [3.0]]  # a list of the right shape is fine
+    net.weights[1] = [1.0, 2.0]  # not of shape (2, 3)
+    with pytest.raises(ValueError, match=r"net.weights\[1\] must have shape \(2, 3\), got shape \(2,\)"):
+        fit(net, GOOD_X, GOOD_Y)
+    net.weights[1] = np.full((2, 3), np.nan)
+    with pytest.raises(ValueError, match=r"net.weights\[1\] contains NaN or Inf"):
+        net.predict(GOOD_X)
+    net.weights = net.weights[:1]
+    with pytest.raises(ValueError, match="must hold 4 arrays in all, got 3"):
+        net.feedforward(GOOD_X.T)
+    assert all(np.array_equal(backend.to_numpy(p), q) for p, q in zip(net._views, before))  # nothing taken in
+    net.weights.append(np.zeros((2, 3)))
+    fit(net, GOOD_X, GOOD_Y, eta=0.0)
+    assert backend.to_numpy(net.biases[0]).ravel().tolist() == [1.0, 2.0, 3.0] and not backend.to_numpy(net.weights[1]).any()

@@ -210,10 +210,10 @@ def canonical(device: str) -> str:
     """
     if device == "auto":
         if cuda_available():
-            log.info("xpbp: device 'auto' chose cuda:0")
+            log.info("device 'auto' chose cuda:0")
             return "cuda:0"
         reason = f"CuPy could not be imported ({_cupy_error})" if cupy is None else "CuPy sees no CUDA device"
-        log.info("xpbp: device 'auto' chose cpu: %s", reason)
+        log.info("device 'auto' chose cpu, since %s", reason)
         return "cpu"
     backend, index = _split(device)
     backend.check(index)

@@ -1,8 +1,10 @@
 """The ``xpbp`` command: ``train``, ``evaluate`` and ``info``.
 
 Human-readable results go to stdout, per-epoch lines and progress bars to stderr.
-With ``--json`` stdout carries exactly one JSON object. Errors end with one line
-``xpbp: error: ...`` and exit status 1 (2 for a bad command line).
+With ``--json`` stdout carries exactly one JSON object, also when the command fails
+(``{"error": "..."}``). Errors end with one line ``xpbp: error: ...`` and exit status 1
+(2 for a malformed command line). Every argument and path is checked before any data
+is loaded or any training starts.
 """
 
 from __future__ import annotations
@@ -13,15 +15,30 @@ import logging
 import platform
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__, backend, datasets
+from . import __version__, backend, datasets, files, training, validation
 from .activations import HIDDEN
 from .network import Network, load
 
 __all__ = ["main"]
+
+log = logging.getLogger("xpbp")
+
+
+class _UsageError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors ``main`` reports (so that ``--json`` gets its object)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
 
 
 def _sizes(text: str) -> list[int]:
@@ -33,52 +50,56 @@ def _sizes(text: str) -> list[int]:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines or notes on stderr, only errors")
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=datasets.NAMES, default="mnist-sample",
-                        help="mnist-sample is embedded (8,000 train / 2,000 test digits); the others are found or downloaded")
-    parser.add_argument("--data-dir", default=None, help="directory holding the data set's IDX files (looked in first)")
-    parser.add_argument("--no-download", dest="download", action="store_false", help="fail instead of downloading missing files")
+                        help="mnist-sample is embedded (8,000 train / 2,000 test digits); the others are found or "
+                        "downloaded (default: mnist-sample)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="a directory holding the data set's IDX files, looked in first (default: none)")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="fail instead of downloading missing files (default: download them)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto, a GPU when one is usable)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpbp", description="Backpropagation (BP1-BP4) on NumPy or CuPy.")
+    parser = _Parser(prog="xpbp", description="Backpropagation (BP1-BP4) on NumPy or CuPy.")
     parser.add_argument("--version", action="version", version=f"xpbp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    train = commands.add_parser("train", formatter_class=fmt, help="train a network and report test accuracy",
+    train = commands.add_parser("train", help="train a network and report test accuracy",
                                 description="Train on a data set's training split, validating on its test split after "
                                 "every epoch. The defaults are the settings of Nielsen's network.py.")
     _data_options(train)
-    train.add_argument("--sizes", type=_sizes, default=[784, 30, 10], metavar="N,N,...", help="layer widths, input first")
-    train.add_argument("--activation", choices=HIDDEN, default="sigmoid", help="hidden layers")
-    train.add_argument("--output-activation", choices=(*HIDDEN, "softmax"), default=None,
-                       help="output layer (default: as the hidden layers)")
-    train.add_argument("--cost", choices=("quadratic", "cross_entropy", "log_likelihood"), default="quadratic")
-    train.add_argument("--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1)")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=10, help="mini-batch size m")
-    train.add_argument("--eta", type=float, default=3.0, help="learning rate")
-    train.add_argument("--eta-decay", type=float, default=0.0, help="learning-rate schedule: eta/(1 + decay*(epoch-1))")
-    train.add_argument("--lmbda", type=float, default=0.0, help="L2 regularization")
-    train.add_argument("--momentum", type=float, default=0.0, help="momentum coefficient mu, in [0, 1)")
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--seed", type=int, default=None, help="seed for initialisation and shuffling (default: random)")
-    train.add_argument("--save", metavar="PATH", default=None, help="write the trained network to this .npz file")
-    train.add_argument("--plot", metavar="PNG", default=None, help="draw the learning curves into this PNG (needs xpbp[plot])")
-    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="progress bar (default: when stderr is a terminal)")
+    add = train.add_argument
+    add("--sizes", type=_sizes, default=[784, 30, 10], metavar="N,N,...", help="layer widths, input first (default: 784,30,10)")
+    add("--activation", choices=HIDDEN, default="sigmoid", help="σ of the hidden layers (default: sigmoid)")
+    add("--output-activation", choices=(*HIDDEN, "softmax"), default=None, help="σ of the output layer (default: as the hidden layers)")
+    add("--cost", choices=("quadratic", "cross_entropy", "log_likelihood"), default="quadratic",
+        help="cross_entropy needs a sigmoid output, log_likelihood a softmax one (default: quadratic)")
+    add("--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1) (default: scaled)")
+    add("--epochs", type=int, default=30, help="passes over the training data (default: 30)")
+    add("--batch-size", type=int, default=10, help="mini-batch size m (default: 10)")
+    add("--eta", type=float, default=3.0, help="learning rate η (default: 3.0)")
+    add("--eta-decay", type=float, default=0.0, help="learning-rate schedule: η/(1 + decay·(epoch − 1)) (default: 0, constant)")
+    add("--lmbda", type=float, default=0.0, help="L2 regularisation λ (default: 0)")
+    add("--momentum", type=float, default=0.0, help="momentum coefficient μ, in [0, 1) (default: 0)")
+    add("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type (default: float32)")
+    add("--seed", type=int, default=None, help="seed for initialisation and shuffling (default: drawn at random and printed)")
+    add("--threads", type=int, default=None, help="BLAS threads for training on the CPU (default: one for small "
+        "networks and batches, where more do not pay, else all; or $XPBP_NUM_THREADS)")
+    add("--save", metavar="PATH", default=None, help="write the trained network to this .npz file (default: not saved)")
+    add("--plot", metavar="PNG", default=None, help="draw the learning curves into this PNG; needs xpbp[plot] (default: none)")
+    add("--progress", action=argparse.BooleanOptionalAction, default=None, help="a progress bar (default: when stderr is a terminal)")
     _common(train)
 
-    evaluate = commands.add_parser("evaluate", formatter_class=fmt, help="accuracy, per-class accuracy and confusion matrix of a saved model")
+    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved model")
     evaluate.add_argument("model", help="a .npz file written by xpbp train --save or Network.save")
     _data_options(evaluate)
-    evaluate.add_argument("--split", choices=("train", "test"), default="test")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    evaluate.add_argument("--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG (needs xpbp[plot])")
+    evaluate.add_argument("--split", choices=("train", "test"), default="test", help="which split to evaluate on (default: test)")
+    evaluate.add_argument("--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG; needs xpbp[plot] (default: none)")
     _common(evaluate)
 
     info = commands.add_parser("info", help="versions, BLAS, and whether CUDA is usable")
@@ -86,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plotting():
+def _plotting() -> Any:
     """The plots module, or a clear error saying how to install matplotlib."""
     try:
         from . import plots
@@ -95,18 +116,36 @@ def _plotting():
     return plots
 
 
+def _outputs(args: argparse.Namespace) -> Any:
+    """Check where results will be written, before any work: the plots module when
+    ``--plot`` is given, and the paths of ``--save`` and ``--plot``."""
+    plots = _plotting() if args.plot is not None else None
+    for path in (getattr(args, "save", None), args.plot):
+        if path is not None:
+            files.writable(path)
+    return plots
+
+
 def _train(args: argparse.Namespace) -> dict[str, Any]:
-    plots = _plotting() if args.plot else None
-    X, y = datasets.load(args.dataset, "train", data_dir=args.data_dir, download=args.download)
-    X_test, y_test = datasets.load(args.dataset, "test", data_dir=args.data_dir, download=args.download)
+    plots = _outputs(args)
     net = Network(args.sizes, activation=args.activation, output_activation=args.output_activation, cost=args.cost,
                   init=args.init, dtype=args.dtype, device=args.device, seed=args.seed)
-    logging.getLogger(__name__).info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
+    if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
+        raise ValueError(f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
+                         f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}")
+    n = datasets.size(args.dataset, "train")
+    settings = dict(epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, eta_decay=args.eta_decay,
+                    lmbda=args.lmbda, momentum=args.momentum)
+    training.Run.checked(n, **settings, shuffle=True)  # the settings' errors, before the data is loaded
+    if args.threads is not None:
+        validation.positive_int(args.threads, "threads")
+    X, y = datasets.load(args.dataset, "train", data_dir=args.data_dir, download=args.download)
+    X_test, y_test = datasets.load(args.dataset, "test", data_dir=args.data_dir, download=args.download)
+    log.info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
     start = time.perf_counter()
-    history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, eta_decay=args.eta_decay,
-                      lmbda=args.lmbda, momentum=args.momentum, validation_data=(X_test, y_test), progress=args.progress)
+    history = net.fit(X, y, **settings, validation_data=(X_test, y_test), progress=args.progress, threads=args.threads)
     seconds = time.perf_counter() - start
-    if args.save:
+    if args.save is not None:
         net.save(args.save)
     if plots:
         plots.learning_curves(history, args.plot, title=f"{args.dataset}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}")
@@ -116,12 +155,10 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": args.dataset,
         "network": {"sizes": net.sizes, "activation": net.activation, "output_activation": net.output_activation,
                     "cost": net.cost_name, "init": net.init, "dtype": str(net.dtype)},
-        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "eta": args.eta, "eta_decay": args.eta_decay, "lmbda": args.lmbda,
-                     "momentum": args.momentum, "examples": len(X)},
+        "training": {**settings, "examples": len(X)},
         "device": net.device,
         "seed": net.seed,
-        "history": {"train_cost": history.train_cost, "test_cost": history.val_cost,
-                    "test_accuracy": history.val_accuracy, "seconds": history.seconds},
+        "history": vars(history),
         "test_accuracy": accuracy,
         "test_examples": len(X_test),
         "seconds": seconds,
@@ -139,13 +176,14 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    plots = _plotting() if args.plot else None
+    plots = _outputs(args)
     net = load(args.model, device=args.device)
+    if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
+        raise ValueError(f"{args.model} has layers {net.sizes}, which do not fit {args.dataset}'s "
+                         f"{datasets.FEATURES} pixels and {datasets.CLASSES} classes")
     X, y = datasets.load(args.dataset, args.split, data_dir=args.data_dir, download=args.download)
     predicted = net.predict(X)
     k = net.sizes[-1]
-    if y.max() >= k:
-        raise ValueError(f"{args.dataset} has labels up to {y.max()} but the model has only {k} output neurons")
     confusion = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)  # rows: true class, columns: predicted
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
     accuracy = float(confusion.diagonal().sum() / len(y))
@@ -187,14 +225,28 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _message(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return f"out of memory: {text}" if isinstance(e, MemoryError) and "memory" not in text else text
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as e:
+        e.parser.print_usage(sys.stderr)
+        print(f"{e.parser.prog}: error: {e}", file=sys.stderr)
+        if "--json" in argv:
+            print(json.dumps({"error": str(e)}))
+        return 2
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         result = {"train": _train, "evaluate": _evaluate, "info": _info}[args.command](args)
-    except (ValueError, TypeError, RuntimeError, OSError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"xpbp: error: {message}", file=sys.stderr)
+    except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError) as e:
+        print(f"xpbp: error: {_message(e)}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": _message(e)}))
         return 1
     except KeyboardInterrupt:
         print("xpbp: interrupted", file=sys.stderr)

@@ -21,12 +21,13 @@ against that SHA-256 each time it is read.
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
+import math
 import os
-import tempfile
+import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,7 +35,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["DatasetError", "NAMES", "load", "load_idx", "parse_idx"]
+from . import files
+
+__all__ = ["CLASSES", "DatasetError", "FEATURES", "NAMES", "load", "load_idx", "parse_idx", "size"]
 
 
 class DatasetError(RuntimeError):
@@ -49,6 +52,11 @@ class _Spec:
     files: dict[str, tuple[str, str]]  # "train-images" -> (file name, SHA-256 of the decompressed file)
     sizes: dict[str, int]  # split -> number of examples
     system_dirs: tuple[str, ...] = ()
+
+    def nbytes(self, key: str) -> int:
+        """The size of a decompressed file: an IDX header, then one byte per pixel or label."""
+        n = self.sizes[key.split("-")[0]]
+        return 16 + n * math.prod(_IMAGE_SHAPE) if key.endswith("images") else 8 + n
 
 
 _IMAGE_SHAPE = (28, 28)
@@ -80,22 +88,39 @@ _DATASETS = {
 _SAMPLE = "mnist-sample"
 _SAMPLE_TRAIN = 8000
 NAMES = (_SAMPLE, *_DATASETS)
+FEATURES, CLASSES = 784, 10  # every data set here: 28×28 pixels, ten classes
 
 # IDX type codes (the third byte of the magic number) and the dtypes they store, big-endian.
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# The most an IDX file that is not one of a known data set's may hold, decompressed.
+MAX_IDX_BYTES = 1 << 31
+# A download's limits: the whole transfer, and the wait for any one read.
+DOWNLOAD_DEADLINE, DOWNLOAD_STALL = 600.0, 60.0
 
 
 # ---------------------------------------------------------------------- IDX
 
 
-def _decompress(raw: bytes, source: str) -> bytes:
-    """``raw`` itself, or its gzip contents."""
+def _gzip_bound(nbytes: int) -> int:
+    """The most a gzip file of ``nbytes`` of data can take (stored blocks: 5 bytes per 64 KiB, plus headers)."""
+    return nbytes + nbytes // 1000 + 1024
+
+
+def _decompress(raw: bytes, source: str, limit: int) -> bytes:
+    """``raw`` itself, or its gzip contents, refused beyond ``limit`` bytes: a gzip bomb
+    stops at the limit instead of filling the memory."""
     if raw[:2] != b"\x1f\x8b":
         return raw
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{source}: corrupt or truncated gzip data ({e})") from None
+        data = stream.decompress(raw, limit + 1)
+    except zlib.error as e:
+        raise ValueError(f"{source}: corrupt gzip data ({e})") from None
+    if len(data) > limit:
+        raise ValueError(f"{source}: decompresses to more than the {limit} bytes it may hold")
+    if not stream.eof:
+        raise ValueError(f"{source}: corrupt or truncated gzip data (the stream ends early)")
+    return data
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
@@ -107,26 +132,34 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise ValueError(f"{source}: truncated IDX header ({len(data)} bytes, expected {header})")
-    shape = tuple(int(n) for n in np.frombuffer(data, ">u4", ndim, offset=4))
-    expected = header + dtype.itemsize * int(np.prod(shape))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + dtype.itemsize * math.prod(shape)  # Python integers: no overflow
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise ValueError(f"{source}: IDX body {what}: {len(data)} bytes for shape {shape}, expected {expected}")
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def load_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzip-compressed or raw) into a NumPy array."""
+def load_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or raw) into a NumPy array; files holding more
+    than ``max_bytes``, compressed or not, are refused before they are read whole."""
+    return parse_idx(_read(Path(path), max_bytes), str(path))
+
+
+def _read(path: Path, limit: int) -> bytes:
+    """The contents of ``path``, decompressed, of at most ``limit`` bytes."""
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(_gzip_bound(limit) + 1)
     except OSError as e:
         raise ValueError(f"cannot read IDX file {path}: {e}") from None
-    return parse_idx(_decompress(raw, str(path)), str(path))
+    if len(raw) > _gzip_bound(limit):
+        raise ValueError(f"{path}: larger than the {limit} bytes it may hold")
+    return _decompress(raw, str(path), limit)
 
 
-def _verified(raw: bytes, source: str, sha256: str) -> bytes:
-    """The decompressed contents of ``raw``, if their SHA-256 is ``sha256``."""
-    data = _decompress(raw, source)
+def _verified(data: bytes, source: str, sha256: str) -> bytes:
+    """``data``, if its SHA-256 is ``sha256``."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise ValueError(f"{source} is corrupt or not the expected file: SHA-256 of its contents is {digest}, expected {sha256}")
@@ -143,6 +176,8 @@ def cache_dir(name: str) -> Path:
 
 
 def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DatasetError(f"{name}: data_dir {data_dir} does not exist or is not a directory")
     dirs = [Path(data_dir)] if data_dir is not None else []
     if os.environ.get("XPBP_DATA"):
         dirs.append(Path(os.environ["XPBP_DATA"]) / name)
@@ -159,34 +194,44 @@ def _find(filename: str, dirs: list[Path]) -> Path | None:
 
 
 def _by_hand(name: str, filenames: list[str], dirs: list[Path]) -> str:
-    files = ", ".join(f"{f}.gz" for f in filenames)
+    wanted = ", ".join(f"{f}.gz" for f in filenames)
     return (
-        f"To place the files by hand, put {files} (gzip-compressed or not) into {cache_dir(name)}, "
+        f"To place the files by hand, put {wanted} (gzip-compressed or not) into {cache_dir(name)}, "
         f"or into a directory given as data_dir=... (CLI: --data-dir) or as $XPBP_DATA/{name}; "
         f"looked in: {', '.join(map(str, dirs))}. Or set XPBP_DATA_URL to a mirror."
     )
 
 
-def _download(url: str, destination: Path, sha256: str) -> None:
+def _download(url: str, destination: Path, sha256: str, nbytes: int) -> None:
     """Fetch ``url`` into a temporary file beside ``destination``, verify it, then rename it
-    into place. On any failure nothing is left behind."""
+    into place. The transfer may take at most ``_gzip_bound(nbytes)`` bytes and
+    ``DOWNLOAD_DEADLINE`` seconds; on any failure nothing is left behind, and temporary
+    files of downloads that were killed are removed."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    files.sweep(destination, ".part")
+    fd, tmp = files.temporary(destination, ".part")
+    limit, deadline = _gzip_bound(nbytes), time.monotonic() + DOWNLOAD_DEADLINE
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_STALL) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
+            if total is not None and total > limit:
+                raise ValueError(f"the server offers {total} bytes, more than the {limit} this file can take")
             with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, leave=False) as bar:
-                while chunk := response.read(1 << 16):
+                while chunk := response.read1(1 << 16):  # what has arrived: a trickle still meets the deadline
                     f.write(chunk)
                     bar.update(len(chunk))
+                    if f.tell() > limit:
+                        raise ValueError(f"the server sent more than the {limit} bytes this file can take")
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"the download took longer than {DOWNLOAD_DEADLINE:g} s")
             if total is not None and f.tell() != total:
                 raise ValueError(f"download truncated: got {f.tell()} of {total} bytes")
             f.flush()
             os.fsync(f.fileno())
-        _verified(Path(tmp).read_bytes(), url, sha256)
+        _verified(_read(tmp, nbytes), url, sha256)
         os.replace(tmp, destination)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(e, urllib.error.HTTPError):
             e.close()  # an HTTP error response holds its connection open until closed
         raise
@@ -204,11 +249,11 @@ def _read_file(name: str, key: str, data_dir: str | os.PathLike | None, download
         url = f"{base.rstrip('/')}/{filename}.gz"
         path = cache_dir(name) / f"{filename}.gz"
         try:
-            _download(url, path, sha256)
+            _download(url, path, sha256, spec.nbytes(key))
         except (OSError, ValueError, urllib.error.URLError) as e:
             raise DatasetError(f"{name}: could not download {url}: {e}. Nothing was saved. {_by_hand(name, [filename], dirs)}") from None
     try:
-        return parse_idx(_verified(path.read_bytes(), str(path), sha256), str(path))
+        return parse_idx(_verified(_read(path, spec.nbytes(key)), str(path), sha256), str(path))
     except (OSError, ValueError) as e:
         raise DatasetError(f"{name}: {e}. Delete or replace that file. {_by_hand(name, [filename], dirs)}") from None
 
@@ -221,7 +266,8 @@ def _sample_arrays() -> tuple[np.ndarray, np.ndarray]:
         filename, sha256 = _DATASETS["mnist"].files[key]
         resource = resources.files("xpbp") / "data" / f"{filename}.gz"
         try:
-            data = _verified(resource.read_bytes(), f"embedded {filename}.gz", sha256)
+            source = f"embedded {filename}.gz"
+            data = _verified(_decompress(resource.read_bytes(), source, _DATASETS["mnist"].nbytes(key)), source, sha256)
         except ValueError as e:
             raise DatasetError(f"{e}; reinstall xpbp") from None
         array = parse_idx(data, filename)
@@ -236,6 +282,21 @@ def _sample(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[part], labels[part]
 
 
+def size(name: str, split: str) -> int:
+    """How many examples ``load(name, split)`` gives, known without loading them."""
+    _check(name, split)
+    if name == _SAMPLE:
+        return _SAMPLE_TRAIN if split == "train" else 10000 - _SAMPLE_TRAIN
+    return _DATASETS[name].sizes[split]
+
+
+def _check(name: str, split: str) -> None:
+    if name not in NAMES:
+        raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(map(repr, NAMES))}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
 def load(
     name: str = _SAMPLE,
     split: str = "train",
@@ -246,10 +307,7 @@ def load(
     """``(X, y)`` of a data set's split: X float32 in [0, 1] of shape ``(N, 784)``, y int64
     labels ``(N,)``. Raises :class:`DatasetError` when the files cannot be had, saying how
     to place them by hand."""
-    if name not in NAMES:
-        raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(map(repr, NAMES))}")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    _check(name, split)
     if name == _SAMPLE:
         images, labels = _sample(split)
     else:

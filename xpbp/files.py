@@ -1,44 +1,132 @@
-"""Versioned ``.npz`` files: written atomically, read without pickle.
+"""Files written atomically and archives read without trusting them.
 
-Models and checkpoints are NumPy ``.npz`` archives holding a ``format`` name and a
-``version`` beside their arrays. A write goes to a temporary file in the same
-directory, is flushed to disk, and only then renamed over the target, so a crash or a
-full disk never leaves a half-written file where a good one was. A read refuses
-anything that is not a readable archive of the expected format and version. A
-temporary file orphaned by a writer that was killed (SIGKILL cannot be caught) is
-removed by the next successful write of the same file.
+**Writing.** :func:`write` puts an ``.npz`` archive where ``path`` names it without ever
+leaving a half-written file there: it writes a temporary file in the same directory,
+flushes it to disk, and renames it over the target. The target must be a regular file
+or not exist yet (a FIFO, a device or a directory is refused, untouched); through a
+symbolic link, the file the link points to is replaced and the link kept; an existing
+file keeps its permission bits, a new one gets those the umask allows. Temporary
+files are named ``.<name>.xpbp-<host>-<pid>-<random><suffix>``, so that a writer
+killed half-way (SIGKILL cannot be caught) can be told from one still running: the
+next write of the same file deletes the temporary files of writers on this host whose
+process is gone, and nothing else. :func:`temporary` and :func:`sweep` serve the
+data-set downloads the same way.
+
+**Reading.** :class:`Archive` opens an ``.npz`` archive and reads one member at a time,
+checking the member's name, its storage and the shape and type its header declares
+against what the caller expects *before* reading its data, so that a crafted file
+(a compression bomb, a header declaring a terabyte, thousands of members) costs no
+more memory or time than a valid file of the expected layer sizes. It never
+unpickles.
 """
 
 from __future__ import annotations
 
-import glob
+import math
 import os
-import tempfile
+import re
+import secrets
+import socket
+import stat
 import zipfile
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["read", "write"]
+__all__ = ["Archive", "sweep", "temporary", "writable", "write"]
+
+_MAX_MEMBERS = 4096  # far above what any xpbp file holds (2 per layer, and a few dozen more)
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "host"
+
+
+def writable(path: str | os.PathLike) -> Path:
+    """The regular file a write to ``path`` replaces or creates: ``path`` itself, or the
+    file its symbolic links lead to. Raises ``OSError`` naming the problem when the
+    directory does not exist or cannot be written, or when the target exists and is
+    not a regular file; nothing is touched."""
+    path = Path(path)
+    if str(path) in ("", "."):
+        raise FileNotFoundError("cannot save to an empty path: give a file name")
+    target = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(f"cannot save to {path}: it is a directory; give a file name")
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device file"
+        raise FileExistsError(f"cannot save to {path}: it is {kind}, not a regular file; xpbp replaces only regular files")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: no such directory {target.parent}")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot save to {path}: the directory {target.parent} is not writable")
+    return target
+
+
+def temporary(target: Path, suffix: str) -> tuple[int, Path]:
+    """A new temporary file beside ``target``, open for writing: ``(fd, path)``. Its mode
+    is what the umask allows of 0666 (``os.open``'s rule), not ``mkstemp``'s 0600."""
+    while True:
+        name = f".{target.name}.xpbp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        try:
+            return os.open(target.parent / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), target.parent / name
+        except FileExistsError:
+            continue
+
+
+def sweep(target: Path, suffix: str) -> None:
+    """Delete the temporary files of ``target`` left by xpbp writers on this host whose
+    process no longer runs. Other writers' files, and files xpbp did not name, stay."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.xpbp-{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}{re.escape(suffix)}")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match and int(match[1]) != os.getpid() and not _running(int(match[1])):
+            (target.parent / name).unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` with their format marker to ``path``, atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``arrays`` with their format marker to ``path``, atomically (see the module's text)."""
+    target = writable(path)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    fd, tmp = temporary(target, ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             np.savez(f, format=np.array(format), version=np.array(version), **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    sweep(target, ".tmp")
+    _sync_directory(target.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -49,20 +137,101 @@ def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, 
         os.close(dir_fd)
 
 
-def read(path: str | os.PathLike, format: str, version: int, what: str) -> dict[str, np.ndarray]:
-    """The arrays of a ``format`` file of ``version``; ``ValueError`` naming the problem
-    for anything else (``what`` names the kind of file in messages)."""
-    path = Path(path)
-    with open(path, "rb") as fh:  # our own handle, closed even when np.load fails half-way
+class Archive:
+    """An ``.npz`` archive open for checked reading; use it in a ``with`` block.
+
+    Every problem raises ``ValueError`` naming the file and ``what`` it should be
+    (``OSError`` for a file that cannot be opened at all)."""
+
+    def __init__(self, path: str | os.PathLike, what: str) -> None:
+        self.path, self.what = Path(path), what
+        if not stat.S_ISREG(os.stat(self.path).st_mode):
+            raise ValueError(f"{path} is not a regular file, so not an {what}")
+        self._file: IO[bytes] = open(self.path, "rb")
         try:
-            with np.load(fh, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a valid {what} (not a readable .npz: {e})") from None
-    if str(data.get("format", "")) != format:
-        raise ValueError(f"{path} is not an {what} (no format {format!r} marker)")
-    found = str(data.get("version", "missing"))
-    if found != str(version):
-        older = " (written by an older xpbp)" if found.isdigit() and int(found) < version else ""
-        raise ValueError(f"{path} has {what} format version {found}{older}; this xpbp reads version {version}")
-    return data
+            self._size = os.fstat(self._file.fileno()).st_size
+            self._zip = zipfile.ZipFile(self._file) if self._members() <= _MAX_MEMBERS else None
+            if self._zip is None:
+                raise self.error(f"it holds more than {_MAX_MEMBERS} members, far more than any xpbp file")
+            infos = self._zip.infolist()
+            if any(not i.filename.endswith(".npy") or i.filename.count("/") for i in infos):
+                raise self.error("it holds members that are not arrays (.npy)")
+            self.names = {i.filename[:-4] for i in infos}
+            if len(self.names) != len(infos):
+                raise self.error("it holds two members of one name")
+        except zipfile.BadZipFile as e:
+            self.close()
+            raise ValueError(f"{path} is not a valid {what} (not a readable .npz archive: {e})") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _members(self) -> int:
+        """How many members the archive's end record declares, read before anything else."""
+        tail = min(self._size, 22 + 65535)
+        self._file.seek(self._size - tail)
+        data = self._file.read(tail)
+        at = data.rfind(b"PK\x05\x06")
+        if at < 0 or len(data) - at < 22:
+            raise zipfile.BadZipFile("no end-of-archive record; a .npy file or a text file is not an .npz archive")
+        count = int.from_bytes(data[at + 10 : at + 12], "little")
+        return _MAX_MEMBERS + 1 if count == 0xFFFF else count
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "_zip", None) is not None:
+            self._zip.close()
+        self._file.close()
+
+    def error(self, problem: str) -> ValueError:
+        return ValueError(f"{self.path} is not a valid {self.what}: {problem}")
+
+    def only(self, allowed: set[str]) -> None:
+        """Refuse members other than ``allowed``."""
+        unknown = sorted(self.names - allowed)
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise self.error(f"it holds members an xpbp file does not: {shown}")
+
+    def _header(self, name: str, f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+        """The shape, order and dtype a member's .npy header declares."""
+        try:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+            return read(f)
+        except (ValueError, KeyError, EOFError) as e:
+            raise self.error(f"{name} has no valid array header ({e})") from None
+
+    def array(self, name: str, kinds: str, shape: tuple[int, ...] | None = None, longest: int = 1) -> np.ndarray:
+        """Member ``name``: an array whose dtype kind is in ``kinds`` (``"f"``, ``"iu"``,
+        ``"U"``, ``"b"``), of exactly ``shape``, or when it is None, of at most one
+        dimension and ``longest`` elements. Checked from its header before its data is read."""
+        if name not in self.names:
+            raise self.error(f"{name!r} is missing")
+        info = self._zip.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size \
+                or info.header_offset + info.file_size > self._size:
+            raise self.error(f"{name} is not stored as xpbp stores arrays (uncompressed, within the file)")
+        try:
+            with self._zip.open(info) as f:
+                found, fortran, dtype = self._header(name, f)
+                if dtype.hasobject or dtype.kind not in kinds or (dtype.kind == "U" and dtype.itemsize > 4 * 256):
+                    raise self.error(f"{name} holds {dtype}, not {_KINDS.get(kinds, kinds)}")
+                if (shape is not None and found != shape) or (shape is None and (len(found) > 1 or math.prod(found) > longest)):
+                    raise self.error(f"{name} has shape {found}, expected {shape if shape is not None else f'at most {longest} values'}")
+                size = math.prod(found) * dtype.itemsize
+                if f.tell() + size != info.file_size:
+                    raise self.error(f"{name} holds {info.file_size - f.tell()} bytes of data for shape {found} of {dtype}")
+                data = f.read(size)
+                f.read()  # to the member's end, where its CRC-32 is checked
+        except zipfile.BadZipFile as e:
+            raise self.error(f"{name} is corrupt ({e})") from None
+        return np.frombuffer(data, dtype).reshape(found, order="F" if fortran else "C")
+
+
+_KINDS = {"f": "floating-point numbers", "iu": "integers", "U": "text", "b": "a boolean"}

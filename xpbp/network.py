@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
@@ -249,6 +250,7 @@ class Network:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
+        threads: int | None = None,
     ) -> History:
         """Mini-batch stochastic gradient descent with L2 weight decay and momentum.
 
@@ -267,6 +269,11 @@ class Network:
         (or starts afresh if it does not exist yet); ``epochs`` counts the whole run, so
         a resumed run ends bit-for-bit where an uninterrupted one would (on the CPU).
 
+        ``threads``: the BLAS threads the CPU's matrix products may use during training.
+        None picks them from the step's size (:func:`xpbp.training.threads_for`): one for
+        steps too small for more to pay, where extra threads only get in the way of other
+        work on a busy machine, else all; ``$XPBP_NUM_THREADS`` overrides that choice.
+
         Raises :class:`DivergenceError` if a cost or parameter becomes NaN or Inf (found
         with one check per epoch, then located by replaying that epoch) and
         :class:`DeviceMemoryError` if the device runs out of memory.
@@ -284,34 +291,49 @@ class Network:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             Xv = self._rows(validation_data[0], "validation_data[0]")
             held_out = (Xv, *self._targets(validation_data[1], Xv.shape[0], "validation_data[1]"))
-        trainer = training.Trainer(self, run, training.Data(X, Y, held_out),
-                                   progress=sys.stderr.isatty() if progress is None else progress)
+        threads = training.threads_for(self.sizes, run.batch_size) if threads is None else validation.positive_int(threads, "threads")
+        execution = training.Execution(sys.stderr.isatty() if progress is None else bool(progress), threads)
+        trainer = training.Trainer(self, run, training.Data(X, Y, held_out), execution)
         return trainer.train(checkpoint, checkpoint_every, resume)
 
     # ------------------------------------------------------------------ using a trained network
 
     def _totals(self, X: Any, Y: Any, labels: Any) -> list[Any]:
-        """Summed cost and number of correct predictions over rows of X, on the device."""
-        cost, correct = 0, 0
+        """Summed cost, number of correct predictions, and number of examples whose outputs
+        are not finite, over rows of X, on the device."""
+        cost, correct, bad = 0, 0, 0
         for k in range(0, X.shape[0], _CHUNK):
             a = self._feedforward(X[k : k + _CHUNK].T)
             cost = cost + self._cost.fn(a, Y[k : k + _CHUNK].T).sum()
             correct = correct + (a.argmax(axis=0) == labels[k : k + _CHUNK]).sum()
-        return [cost, correct.astype(self.dtype)]
+            bad = bad + (~self.xp.isfinite(a)).any(axis=0).sum()
+        return [cost, correct.astype(self.dtype), bad.astype(self.dtype)]
 
     @_on_device
+    @np.errstate(over="ignore", invalid="ignore")  # outputs that overflow are reported below, by count
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted class labels (the most active output neuron) for rows of ``X``, as NumPy ints."""
-        X = self._rows(X, "X")
-        labels = [self._feedforward(X[k : k + _CHUNK].T).argmax(axis=0) for k in range(0, X.shape[0], _CHUNK)]
-        return backend.to_numpy(self.xp.concatenate(labels))
+        """Predicted class labels (the most active output neuron) for rows of ``X``, as NumPy ints.
+        Raises ``ValueError`` when an output is NaN or Inf, so that no label is a guess."""
+        X, xp = self._rows(X, "X"), self.xp
+        parts, bad = [], 0
+        for k in range(0, X.shape[0], _CHUNK):
+            a = self._feedforward(X[k : k + _CHUNK].T)
+            parts.append(a.argmax(axis=0))
+            bad = bad + (~xp.isfinite(a)).any(axis=0).sum()
+        host = backend.to_numpy(xp.concatenate(parts + [xp.reshape(bad, (1,)).astype(parts[0].dtype)]))
+        _finite_outputs(int(host[-1]), X.shape[0])
+        return host[:-1]
 
     @_on_device
+    @np.errstate(over="ignore", invalid="ignore")
     def evaluate(self, X: Any, y: Any) -> float:
-        """Accuracy, the fraction of rows of ``X`` whose predicted label matches ``y``."""
+        """Accuracy, the fraction of rows of ``X`` whose predicted label matches ``y``.
+        Raises ``ValueError`` when an output is NaN or Inf."""
         X = self._rows(X, "X")
         Y, labels = self._targets(y, X.shape[0], "y")
-        return float(backend.to_numpy(self._totals(X, Y, labels)[1])) / X.shape[0]
+        _, correct, bad = backend.to_numpy(self.xp.stack(self._totals(X, Y, labels))).tolist()
+        _finite_outputs(int(bad), X.shape[0])
+        return correct / X.shape[0]
 
     # ------------------------------------------------------------------ devices and files
 
@@ -342,6 +364,12 @@ class Network:
         params = state.pop("weights") + state.pop("biases")
         state.pop("_work", None)  # pickles of xpbp 0.1 carry an empty one
         self.__dict__.update(state)
+        try:
+            self.device = backend.canonical(self.device)
+        except (RuntimeError, ValueError) as e:
+            warnings.warn(f"a network pickled on {self.device} is loaded on the CPU: that device is not usable here ({e})",
+                          RuntimeWarning, stacklevel=2)
+            self.device = "cpu"
         self.xp, self._layout = backend.resolve(self.device), Layout(tuple(self.sizes))
         self._place(np.concatenate([np.asarray(p).ravel() for p in params]))
 
@@ -352,6 +380,12 @@ class Network:
         L = len(self.sizes) - 1
         params = self._host_parameters()
         formats.write_model(path, formats.ModelFile(self._config(), params[:L], params[L:]))
+
+
+def _finite_outputs(bad: int, n: int) -> None:
+    if bad:
+        raise ValueError(f"the network's outputs for {bad} of the {n} rows of X are NaN or Inf, so they have no label: "
+                         "finite but extreme inputs overflow its weighted sums; scale the inputs")
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> Network:

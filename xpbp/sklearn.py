@@ -8,6 +8,8 @@ errors read as scikit-learn's do.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,7 @@ class XPBPClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layer_sizes : widths of the hidden layers.
+    hidden_layer_sizes : widths of the hidden layers (an int for one hidden layer).
     activation : σ of the hidden layers: ``"sigmoid"``, ``"tanh"``, ``"relu"`` or ``"identity"``.
     cost : ``"log_likelihood"`` (softmax output), ``"cross_entropy"`` or ``"quadratic"`` (sigmoid output).
     epochs, batch_size, eta, lmbda, momentum : as in :meth:`xpbp.Network.fit`; ``batch_size`` is
@@ -79,10 +81,14 @@ class XPBPClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if self.cost not in _OUTPUT:
             raise ValueError(f"cost must be one of {', '.join(map(repr, _OUTPUT))}, got {self.cost!r}")
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if isinstance(hidden, numbers.Integral) else hidden  # as MLPClassifier takes it
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+            raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, got {self.hidden_layer_sizes!r}")
         self.classes_, labels = np.unique(y, return_inverse=True)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         self.network_ = Network(
-            [X.shape[1], *self.hidden_layer_sizes, len(self.classes_)],
+            [X.shape[1], *hidden, len(self.classes_)],
             activation=self.activation,
             output_activation=_OUTPUT[self.cost],
             cost=self.cost,
@@ -101,6 +107,9 @@ class XPBPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         a = to_numpy(self.network_.feedforward(X.T)).T.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError("the network's outputs for some rows of X are NaN or Inf, so they have no probabilities: "
+                             "finite but extreme inputs overflow its weighted sums; scale the inputs")
         if _OUTPUT[self.network_.cost_name] != "softmax":
             a = np.maximum(a, np.finfo(a.dtype).tiny)
             a /= a.sum(axis=1, keepdims=True)

@@ -13,15 +13,19 @@ statistics: nothing crosses between host and device inside the batch loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from . import backend, formats
@@ -31,7 +35,7 @@ from .validation import positive_int, real
 if TYPE_CHECKING:
     from .network import Network
 
-__all__ = ["Data", "DeviceMemoryError", "DivergenceError", "History", "Run", "Trainer"]
+__all__ = ["Data", "DeviceMemoryError", "DivergenceError", "Execution", "History", "Run", "Trainer", "threads_for"]
 
 log = logging.getLogger("xpbp.network")  # the logger users already listen to
 
@@ -120,6 +124,45 @@ class Data:
     validation: tuple[Any, Any, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How a run is carried out, which its results do not depend on: a progress bar or
+    not, and how many BLAS threads the CPU's matrix products may use (None: as many as
+    the BLAS library has)."""
+
+    progress: bool = False
+    threads: int | None = None
+
+
+# Below this many floating-point operations per training step, a second BLAS thread
+# gained at most ~15% on an idle 2-core machine, and cost a factor of five on one
+# where two other trainings ran (the threads spin waiting for a core).
+THREADED_STEP_FLOPS = 50e6
+
+
+def threads_for(sizes: list[int], batch_size: int) -> int | None:
+    """The BLAS threads for a CPU training step: ``$XPBP_NUM_THREADS`` when set, else one
+    for steps whose matrix products are too small for more to pay, else None (all)."""
+    setting = os.environ.get("XPBP_NUM_THREADS")
+    if setting:
+        return positive_int(int(setting) if setting.isdigit() else setting, "XPBP_NUM_THREADS")
+    products = sum(n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    flops = 2 * batch_size * (3 * products - sizes[0] * sizes[1])  # z = w a, BP4, and BP2 above the first layer
+    return 1 if flops < THREADED_STEP_FLOPS else None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _blas_threads(device: str, threads: int | None) -> ContextManager[Any]:
+    """A context in which the CPU's BLAS uses at most ``threads`` threads."""
+    if device != "cpu" or threads is None:
+        return contextlib.nullcontext()
+    return _blas().limit(limits=threads, user_api="blas")
+
+
 @fuse
 def _momentum(xp: Any, grad: Any, mu: Any, theta: Any, v: Any) -> None:
     """v ← μv − η∇C, then θ ← θ + v (``grad`` holds η∇C)."""
@@ -131,8 +174,8 @@ def _momentum(xp: Any, grad: Any, mu: Any, theta: Any, v: Any) -> None:
 class Trainer:
     """One run of ``fit`` on a network. Make it and use it with the network's device current."""
 
-    def __init__(self, net: Network, run: Run, data: Data, progress: bool = False) -> None:
-        self.net, self.run, self.data, self.progress = net, run, data, progress
+    def __init__(self, net: Network, run: Run, data: Data, execution: Execution = Execution()) -> None:
+        self.net, self.run, self.data, self.execution = net, run, data, execution
         self.xp, self.history = net.xp, History()
         self.theta = net._sync()  # every w and b are views of θ
         self.workspace = net._workspace(run.batch_sizes)
@@ -143,15 +186,16 @@ class Trainer:
         self._theta_w, self._grad_w = self.theta[:k], self.workspace.grad[:k]
         self._decay = self.xp.empty(k, dtype=net.dtype) if run.lmbda else None
         self._mu = net.dtype.type(run.momentum)
+        self._known: formats.Identity | None = None  # see _identity
 
     def train(self, checkpoint: str | Path | None = None, every: int = 1, resume: bool = False) -> History:
         """The remaining epochs of the run (all, unless resumed from ``checkpoint``),
         writing ``checkpoint`` every ``every`` epochs and after the last."""
         done = self._resume(checkpoint) if resume and Path(checkpoint).exists() else 0
         try:
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow surfaces as DivergenceError instead
+            with np.errstate(over="ignore", invalid="ignore"), _blas_threads(self.net.device, self.execution.threads):
                 for epoch in range(done + 1, self.run.epochs + 1):
-                    self.epoch(epoch)
+                    self.epoch(epoch)  # the overflow that NumPy would warn of surfaces as DivergenceError
                     if checkpoint is not None and (epoch % every == 0 or epoch == self.run.epochs):
                         self._checkpoint(checkpoint, epoch)
         except MemoryError as e:
@@ -187,7 +231,7 @@ class Trainer:
         order = self._order()
         outputs = xp.empty((net.sizes[-1], n), dtype=net.dtype)  # each mini-batch's aᴸ, as it was trained on
         with tqdm(total=n, desc=f"epoch {epoch}/{run.epochs}", unit="ex", unit_scale=True, leave=False,
-                  disable=not self.progress) as bar:
+                  disable=not self.execution.progress) as bar:
             for k, (x, y) in zip(range(0, n, m), self._batches(order)):
                 outputs[:, k : k + m] = self.step(x, y, eta)
                 bar.update(x.shape[1])
@@ -209,8 +253,13 @@ class Trainer:
         history, validation = self.history, self.data.validation
         history.train_cost.append(values[0] + (values[2] if self.run.lmbda else 0.0))
         if validation is not None:
-            history.val_cost.append(values[-2] / validation[0].shape[0])
-            history.val_accuracy.append(values[-1] / validation[0].shape[0])
+            cost, correct, bad = values[-3:]
+            if bad:  # a cost or an accuracy counted from NaN or Inf outputs would be a guess
+                log.warning("epoch %d: the outputs for %d validation examples are NaN or Inf; "
+                            "their cost and accuracy are recorded as NaN", epoch, int(bad))
+            n = validation[0].shape[0]
+            history.val_cost.append(cost / n if not bad else math.nan)
+            history.val_accuracy.append(correct / n if not bad else math.nan)
         history.seconds.append(seconds)
         line = f"epoch {epoch}/{self.run.epochs}: cost {history.train_cost[-1]:.4f}"
         if validation is not None:
@@ -261,9 +310,33 @@ class Trainer:
             index, where = None, "a mini-batch that a replay could not pin down"
         raise DivergenceError(
             f"training diverged in epoch {epoch}, {where}: the cost or a parameter became NaN or Inf. "
-            f"The network keeps its last finite parameters. Try a smaller learning rate (eta={eta:g} in that epoch).",
+            f"The network keeps its last finite parameters. {self._cause(eta, x if index else None)}",
             epoch=epoch, batch=index, history=self.history,
         )
+
+    def _cause(self, eta: float, x: Any) -> str:
+        """What most likely made training diverge, and what to change."""
+        shrink = 1.0 - eta * self.run.decay  # each step's factor on w from the L2 term
+        if shrink <= -1.0:
+            return (f"The L2 term alone makes w grow: each step multiplies w by 1 - eta*lmbda/N = {shrink:g}, "
+                    f"beyond -1; try a smaller lmbda (lmbda={self.run.lmbda:g}) or learning rate (eta={eta:g} in that epoch).")
+        largest = float(backend.to_numpy(abs(x).max())) if x is not None else 0.0
+        if largest > 1e6:
+            return (f"Its inputs reach {largest:.3g}: scale the data (to about [0, 1]), "
+                    f"or try a smaller learning rate (eta={eta:g} in that epoch).")
+        return f"Try a smaller learning rate (eta={eta:g} in that epoch)."
+
+    def _identity(self) -> formats.Identity:
+        """What this run's checkpoints record of it and must match on resume, with the
+        fingerprints of its data (computed once, in one host transfer)."""
+        if self._known is None:
+            data = {"data_train": _fingerprint(self.xp, self.data.X, self.data.Y)}
+            if self.data.validation is not None:
+                data["data_validation"] = _fingerprint(self.xp, *self.data.validation[:2])
+            values = backend.to_numpy(self.xp.stack(list(data.values()))).tolist()
+            self._known = formats.Identity(self.net._config(), dataclasses.asdict(self.run), _RUN_DEFAULTS,
+                                           tuple(vars(History())), dict(zip(data, values)))
+        return self._known
 
     def _checkpoint(self, path: str | Path, epoch: int) -> None:
         """Everything needed to go on after ``epoch``, in one host transfer and one atomic write."""
@@ -273,22 +346,49 @@ class Trainer:
         L = len(self.net.sizes) - 1
         model = formats.ModelFile(self.net._config(), views[:L], views[L:])
         velocity = host[size:] if self.velocity is not None else None
+        identity = self._identity()
         formats.write_checkpoint(path, formats.Checkpoint(model, velocity, epoch, self.net._epochs_trained,
-                                                          dataclasses.asdict(self.run), vars(self.history)))
+                                                          identity.run, vars(self.history), identity.data))
 
     def _resume(self, path: str | Path) -> int:
         """Load a checkpoint of this run, whole or not at all; returns its epoch."""
         net = self.net
-        saved = formats.read_checkpoint(path, net._config(), dataclasses.asdict(self.run), _RUN_DEFAULTS,
-                                        tuple(vars(History())))
+        saved = formats.read_checkpoint(path, self._identity())
         # Everything is checked: from here on nothing can fail half-way.
         net._load(saved.model.weights + saved.model.biases)
         if self.velocity is not None:
-            self.velocity[...] = backend.to_device(saved.velocity.astype(net.dtype), net.device)
+            self.velocity[...] = backend.to_device(saved.velocity, net.device)
         net.seed, net._epochs_trained = saved.model.config.seed, saved.epochs_trained
         self.history = History(**saved.history)
         log.info("resuming from %s after epoch %d of %d", path, saved.epoch, self.run.epochs)
         return saved.epoch
+
+
+def _fingerprint(xp: Any, *arrays: Any) -> Any:
+    """A 64-bit checksum of the bits of 2-D arrays, on their device: Σᵢⱼ bitsᵢⱼ rᵢ cⱼ
+    (mod 2⁶⁴) with pseudo-random odd weights for each row and column, so that other
+    values, or the same rows in another order, give another number. Integer arithmetic,
+    so it is the same on every device. Blocks of rows bound the memory it takes."""
+    total = xp.zeros(1, dtype=np.uint64)  # an array, not a scalar: NumPy's scalars warn when they wrap
+    for a in arrays:
+        bits = a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
+        cols = _mix(xp.arange(bits.shape[1], dtype=np.uint64) + np.uint64(1 << 32))
+        for k in range(0, bits.shape[0], _BLOCK):
+            rows = _mix(xp.arange(k, min(k + _BLOCK, bits.shape[0]), dtype=np.uint64))
+            total += (xp.matmul(bits[k : k + _BLOCK].astype(np.uint64), cols) * rows).sum()
+        total = _mix(total)
+    return total[0]
+
+
+_BLOCK = 4096
+
+
+def _mix(z: Any) -> Any:
+    """SplitMix64's finaliser, elementwise on uint64 (odd at the end, so never zero weight)."""
+    z = z * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (z ^ (z >> np.uint64(31))) | np.uint64(1)
 
 
 def _assign(targets: list[Any], values: list[Any]) -> None:

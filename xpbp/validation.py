@@ -43,11 +43,13 @@ def dtype(value: Any) -> np.dtype:
 
 
 def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open: bool = False) -> float:
-    """``value`` as a float in [low, high] (or [low, high) with ``high_open``)."""
+    """``value`` as a finite float in [low, high] (or [low, high) with ``high_open``)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if not (low <= v and (v < high if high_open else v <= high)):
         bound = f"[{low}, {high})" if high_open else f">= {low}"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
