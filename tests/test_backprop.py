@@ -44,7 +44,7 @@ def step_backprop(net, x, y):
     """The training step's backprop for the gradient of the mean cost (scale 1/m), as
     copies of its work buffers ``(nabla_b, nabla_w)``."""
     with backend.using(net.device):
-        x, y = net._pair(x, y)
+        x, y = net._inputs.pair(x, y)
         work = Workspace(net.sizes, net._sigmas, net._cost, net.xp, net.dtype)
         work.backprop(net.weights, net.biases, x, y, 1.0 / x.shape[1])
         return [g.copy() for g in work.nabla_b], [g.copy() for g in work.nabla_w]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import xpbp
-from xpbp import to_numpy, training
+from xpbp import checkpoints, to_numpy
 
 import strict
 
@@ -109,15 +109,15 @@ def stopped_run(device, path, epochs_done=2):
     class Stop(Exception):
         pass
 
-    original = training.Trainer._checkpoint
+    original = checkpoints.Checkpoints.after
 
-    def checkpoint_then_stop(self, path, epoch):
-        original(self, path, epoch)
+    def checkpoint_then_stop(self, trainer, epoch):
+        original(self, trainer, epoch)
         if epoch == epochs_done:
             raise Stop
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training.Trainer, "_checkpoint", checkpoint_then_stop)
+        patch.setattr(checkpoints.Checkpoints, "after", checkpoint_then_stop)
         with pytest.raises(Stop):
             xpbp.Network([4, 6, 3], device=device, seed=3).fit(X, y, checkpoint=path, **run_kwargs())
 

@@ -135,7 +135,7 @@ def test_replaced_parameters_are_checked_before_any_is_taken(device):
     net.weights = net.weights[:1]
     with pytest.raises(ValueError, match="must hold 4 arrays in all, got 3"):
         net.feedforward(GOOD_X.T)
-    assert all(np.array_equal(backend.to_numpy(p), q) for p, q in zip(net._views, before))  # nothing taken in
+    assert all(np.array_equal(backend.to_numpy(p), q) for p, q in zip(net._params.views, before))  # nothing taken in
     net.weights.append(np.zeros((2, 3)))
     fit(net, GOOD_X, GOOD_Y, eta=0.0)
     assert backend.to_numpy(net.biases[0]).ravel().tolist() == [1.0, 2.0, 3.0] and not backend.to_numpy(net.weights[1]).any()

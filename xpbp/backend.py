@@ -39,6 +39,7 @@ __all__ = [
     "fuse",
     "get_array_module",
     "resolve",
+    "stream",
     "to_device",
     "to_numpy",
     "using",
@@ -233,6 +234,12 @@ def using(device: str) -> ContextManager[Any]:
     must be canonical (see :func:`canonical`)."""
     backend, index = _split(device)
     return backend.using(index)
+
+
+def stream() -> int:
+    """The handle of the current CUDA stream, for libraries that take one (NCCL); 0, the
+    default stream, without CuPy."""
+    return cupy.cuda.get_current_stream().ptr if cupy is not None else 0
 
 
 def cuda_info() -> dict[str, Any]:

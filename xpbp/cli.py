@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__, backend, datasets, files, training, validation
+from . import __version__, backend, datasets, distributed, files, training, validation
 from .activations import HIDDEN
 from .network import Network, load
 
@@ -89,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type (default: float32)")
     add("--seed", type=int, default=None, help="seed for initialisation and shuffling (default: drawn at random and printed)")
     add("--threads", type=int, default=None, help="BLAS threads for training on the CPU (default: one for small "
-        "networks and batches, where more do not pay, else all; or $XPBP_NUM_THREADS)")
+        "networks and batches, where more do not pay, and one per rank under MPI, else all; or $XPBP_NUM_THREADS)")
+    add("--distributed", choices=("mpi", "nccl"), default=None,
+        help="train one network on all the processes mpiexec started: mpi on CPUs, nccl on GPUs, one GPU per "
+        "process; --batch-size is then the global mini-batch (default: one process)")
     add("--save", metavar="PATH", default=None, help="write the trained network to this .npz file (default: not saved)")
     add("--plot", metavar="PNG", default=None, help="draw the learning curves into this PNG; needs xpbp[plot] (default: none)")
     add("--progress", action=argparse.BooleanOptionalAction, default=None, help="a progress bar (default: when stderr is a terminal)")
@@ -127,48 +131,98 @@ def _outputs(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
-    plots = _outputs(args)
-    net = Network(args.sizes, activation=args.activation, output_activation=args.output_activation, cost=args.cost,
-                  init=args.init, dtype=args.dtype, device=args.device, seed=args.seed)
-    if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
-        raise ValueError(f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
-                         f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}")
-    n = datasets.size(args.dataset, "train")
-    settings = dict(epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, eta_decay=args.eta_decay,
-                    lmbda=args.lmbda, momentum=args.momentum)
-    training.Run.checked(n, **settings, shuffle=True)  # the settings' errors, before the data is loaded
-    if args.threads is not None:
-        validation.positive_int(args.threads, "threads")
-    X, y = datasets.load(args.dataset, "train", data_dir=args.data_dir, download=args.download)
-    X_test, y_test = datasets.load(args.dataset, "test", data_dir=args.data_dir, download=args.download)
+    comm = _world(args)
+    rank = comm.Get_rank() if comm is not None else 0
+    with distributed.agreeing(comm):  # an argument one rank refuses, every rank refuses
+        plots, net, settings = _prepare(args, comm, rank)
+    with distributed.agreeing(comm):  # rank 0 first, which downloads what is missing
+        data = _data(args) if rank == 0 else None
+    with distributed.agreeing(comm):
+        X, y, X_test, y_test = data if rank == 0 else _data(args)
     log.info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
     start = time.perf_counter()
-    history = net.fit(X, y, **settings, validation_data=(X_test, y_test), progress=args.progress, threads=args.threads)
+    history = net.fit(X, y, **settings, validation_data=(X_test, y_test), progress=args.progress, threads=args.threads, comm=comm)
     seconds = time.perf_counter() - start
+    if rank != 0:
+        return {}
     if args.save is not None:
         net.save(args.save)
     if plots:
         plots.learning_curves(history, args.plot, title=f"{args.dataset}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}")
-    accuracy = history.val_accuracy[-1]
+    return _trained(args, net, history, settings, seconds, (len(X), len(X_test)), comm.Get_size() if comm else 1)
+
+
+def _world(args: argparse.Namespace) -> Any:
+    """The MPI communicator of a ``--distributed`` run, or None; a process that is one of
+    several the launcher started is refused without ``--distributed``."""
+    launched = distributed.launched_ranks()
+    if args.distributed is None:
+        if launched > 1:
+            raise RuntimeError(f"this is one of {launched} processes that mpiexec started: add --distributed mpi "
+                               f"(or nccl on GPUs) to train one network on all of them, instead of {launched} copies")
+        return None
+    comm = distributed.world()
+    if comm.Get_rank() != 0:
+        logging.getLogger().setLevel(logging.WARNING)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter(f"rank {comm.Get_rank()}: %(message)s"))
+    return comm
+
+
+def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Network, dict[str, Any]]:
+    """Everything but the data, checked: the plots module, the output paths (rank 0's,
+    which writes them), the network on this rank's device, and the training settings."""
+    plots = _outputs(args) if rank == 0 else None
+    device = args.device
+    if comm is not None:
+        want = "cuda" if args.distributed == "nccl" else "cpu"
+        device = distributed.local_device(comm, want if device == "auto" else device)
+        if (device == "cpu") != (want == "cpu"):
+            raise ValueError(f"--distributed {args.distributed} trains on {'GPUs' if want == 'cuda' else 'CPUs'}, "
+                             f"but this rank's device is {device}: use --distributed {'mpi' if want == 'cuda' else 'nccl'}")
+    net = Network(args.sizes, activation=args.activation, output_activation=args.output_activation, cost=args.cost,
+                  init=args.init, dtype=args.dtype, device=device, seed=args.seed)
+    if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
+        raise ValueError(f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
+                         f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}")
+    settings = dict(epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, eta_decay=args.eta_decay,
+                    lmbda=args.lmbda, momentum=args.momentum)
+    training.Run.checked(datasets.size(args.dataset, "train"), **settings, shuffle=True)  # before the data is loaded
+    if args.threads is not None:
+        validation.positive_int(args.threads, "threads")
+    return plots, net, settings
+
+
+def _data(args: argparse.Namespace) -> tuple[Any, ...]:
+    X, y = datasets.load(args.dataset, "train", data_dir=args.data_dir, download=args.download)
+    return (X, y, *datasets.load(args.dataset, "test", data_dir=args.data_dir, download=args.download))
+
+
+def _trained(args: argparse.Namespace, net: Network, history: Any, settings: dict[str, Any], seconds: float,
+             examples: tuple[int, int], ranks: int) -> dict[str, Any]:
+    """The result of ``train``: printed, and returned for ``--json``."""
+    accuracy, (n, n_test) = history.val_accuracy[-1], examples
     result = {
         "command": "train",
         "dataset": args.dataset,
         "network": {"sizes": net.sizes, "activation": net.activation, "output_activation": net.output_activation,
                     "cost": net.cost_name, "init": net.init, "dtype": str(net.dtype)},
-        "training": {**settings, "examples": len(X)},
+        "training": {**settings, "examples": n},
         "device": net.device,
+        "ranks": ranks,
         "seed": net.seed,
         "history": vars(history),
         "test_accuracy": accuracy,
-        "test_examples": len(X_test),
+        "test_examples": n_test,
         "seconds": seconds,
-        "examples_per_second": args.epochs * len(X) / sum(history.seconds),
+        "examples_per_second": args.epochs * n / sum(history.seconds),
         "saved": args.save,
         "plot": args.plot,
     }
     if not args.json:
-        print(f"test accuracy {accuracy:.2%} ({round(accuracy * len(X_test))}/{len(X_test)}) after {args.epochs} epochs "
-              f"on {net.device}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})")
+        on = net.device + (f" and {ranks - 1} more ranks" if ranks > 1 else "")
+        print(f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test}) after {args.epochs} epochs "
+              f"on {on}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})")
         for what, path in (("model saved to", args.save), ("learning curves drawn in", args.plot)):
             if path:
                 print(f"{what} {path}")
@@ -244,13 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = {"train": _train, "evaluate": _evaluate, "info": _info}[args.command](args)
     except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError) as e:
-        print(f"xpbp: error: {_message(e)}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"error": _message(e)}))
+        # An error every rank of a distributed run shares is told once, by rank 0.
+        if not getattr(e, "agreed", False) or _rank() == 0:
+            print(f"xpbp: error: {_message(e)}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"error": _message(e)}))
         return 1
     except KeyboardInterrupt:
         print("xpbp: interrupted", file=sys.stderr)
         return 130
-    if args.json:
+    if args.json and result:
         print(json.dumps(result))
     return 0
+
+
+def _rank() -> int:
+    """This process's rank in the launcher's world (0 outside one)."""
+    return int(os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK") or 0)

@@ -21,6 +21,7 @@ host/device boundary only at the public methods' edges.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -30,10 +31,12 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 
 from . import activations as _activations
-from . import backend, formats, training, validation
+from . import backend, distributed, formats, training, validation
 from . import costs as _costs
+from .checkpoints import Checkpoints
+from .threads import threads_for
 from .training import DeviceMemoryError, DivergenceError, History
-from .workspace import Layout, Workspace
+from .workspace import Layout, Parameters, Workspace
 
 __all__ = ["DeviceMemoryError", "DivergenceError", "History", "Network", "load"]
 
@@ -112,10 +115,14 @@ class Network:
         self.dtype, seed = validation.dtype(dtype), validation.seed(seed)
         self.activation, self.output_activation, self.cost_name, self.init = activation, output_activation, cost, init
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
-        self.device = backend.canonical(device)
-        self.xp = backend.resolve(self.device)
+        self._on(backend.canonical(device))
         self._layout = Layout(tuple(self.sizes))
         self._epochs_trained = 0
+
+    def _on(self, device: str) -> None:
+        """Make ``device`` (canonical) the network's, for what it makes and checks from now on."""
+        self.device, self.xp = device, backend.resolve(device)
+        self._inputs = validation.Inputs(tuple(self.sizes), self.dtype, device)
 
     def __repr__(self) -> str:
         return (
@@ -126,33 +133,20 @@ class Network:
     # ------------------------------------------------------------------ parameters
 
     def _place(self, flat: Any) -> None:
-        """Make θ on the device from ``flat`` (every w, then every b, raveled), and every w
-        and b a view of it."""
-        if backend.device_of(flat) == "cpu":
-            flat = np.asarray(flat).astype(self.dtype, copy=False)
-        with backend.using(self.device):
-            self._theta = backend.to_device(flat, self.device)
-            self._views = self._layout.views(self._theta)
-        L = len(self.sizes) - 1
-        self.weights, self.biases = self._views[:L], self._views[L:]
+        """θ on the device from ``flat`` (every w, then every b, raveled), and every w and b a view of it."""
+        self._params = Parameters(self._layout, flat, self.dtype, self.device)
+        self._show()
         self._work: Workspace | None = None
 
-    def _load(self, params: list[np.ndarray]) -> None:
-        """Write host arrays, every w then every b, into θ in place."""
-        self._theta[...] = backend.to_device(np.concatenate([p.ravel() for p in params]).astype(self.dtype), self.device)
+    def _show(self) -> None:
+        L = len(self.sizes) - 1
+        self.weights, self.biases = self._params.views[:L], self._params.views[L:]
 
     def _sync(self) -> Any:
-        """θ, after taking in any w or b that was replaced since by another array; each
-        replacement is checked before any is taken in."""
-        params = list(self.weights) + list(self.biases)
-        if len(params) == len(self._views) and all(p is v for p, v in zip(params, self._views)):
-            return self._theta
-        L = len(self.sizes) - 1
-        names = [f"net.weights[{l}]" for l in range(L)] + [f"net.biases[{l}]" for l in range(L)]
-        for i, a in validation.replacements(params, self._views, names, dtype=self.dtype, device=self.device).items():
-            self._views[i][...] = a
-        self.weights, self.biases = self._views[:L], self._views[L:]
-        return self._theta
+        """θ, after taking in any w or b that was replaced since by another array."""
+        if self._params.take(list(self.weights) + list(self.biases)):
+            self._show()
+        return self._params.theta
 
     def _workspace(self, batch_sizes: set[int]) -> Workspace:
         """The training step's buffers, kept from fit to fit for the batch sizes of the last run only."""
@@ -165,32 +159,12 @@ class Network:
         return formats.Config(tuple(self.sizes), self.activation, self.output_activation, self.cost_name, self.init,
                               str(self.dtype), self.seed)
 
-    # ------------------------------------------------------------------ data at the boundary
-
-    def _rows(self, X: Any, name: str) -> Any:
-        return validation.matrix(X, name, self.sizes[0], dtype=self.dtype, device=self.device, columns=False)
-
-    def _targets(self, y: Any, n: int, name: str) -> tuple[Any, Any]:
-        return validation.targets(y, n, self.sizes[-1], name, dtype=self.dtype, device=self.device)
-
-    def _columns(self, a: Any, name: str, width: int) -> Any:
-        """Inputs of the equations' entry points, examples as columns; NaN and Inf are looked
-        for only in host data, so that these never synchronise with a device to validate."""
-        return validation.matrix(a, name, width, dtype=self.dtype, device=self.device, columns=True, finite=False)
-
-    def _pair(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """Validate ``x`` ``(sizes[0], m)`` and ``y`` ``(sizes[-1], m)`` with equal m."""
-        x, y = self._columns(x, "x", self.sizes[0]), self._columns(y, "y", self.sizes[-1])
-        if x.shape[1] != y.shape[1]:
-            raise ValueError(f"x has {x.shape[1]} columns (examples) but y has {y.shape[1]}")
-        return x, y
-
     # ------------------------------------------------------------------ the equations
 
     @_on_device
     def feedforward(self, a: Any) -> Any:
         """Output activations ``(sizes[-1], m)`` on the device for inputs ``a`` ``(sizes[0], m)``."""
-        return self._feedforward(self._columns(a, "a", self.sizes[0]))
+        return self._feedforward(self._inputs.columns(a, "a", self.sizes[0]))
 
     def _feedforward(self, a: Any) -> Any:
         for w, b, sigma in zip(self.weights, self.biases, self._sigmas):
@@ -204,7 +178,7 @@ class Network:
         """``(nabla_b, nabla_w)``: the gradient of the mean cost C = (1/m) Σₓ Cₓ over the m
         columns of ``x`` ``(sizes[0], m)`` and ``y`` ``(sizes[-1], m)``, shaped like
         ``biases`` and ``weights``, on the device."""
-        x, y = self._pair(x, y)
+        x, y = self._inputs.pair(x, y)
         m, L = x.shape[1], len(self.weights)
         # Feedforward, storing every z and every activation, layer by layer.
         activation, activations, zs = x, [x], []
@@ -227,7 +201,7 @@ class Network:
     @_on_device
     def cost(self, x: Any, y: Any) -> float:
         """The mean cost (1/m) Σₓ Cₓ over the m columns of ``x`` and ``y``, as a float."""
-        x, y = self._pair(x, y)
+        x, y = self._inputs.pair(x, y)
         return float(backend.to_numpy(self._cost.fn(self._feedforward(x), y).mean()))
 
     # ------------------------------------------------------------------ training
@@ -251,50 +225,45 @@ class Network:
         checkpoint_every: int = 1,
         resume: bool = False,
         threads: int | None = None,
+        comm: Any = None,
     ) -> History:
-        """Mini-batch stochastic gradient descent with L2 weight decay and momentum.
+        """Train by mini-batch stochastic gradient descent, with L2 weight decay and momentum.
 
-        ``X`` is ``(N, sizes[0])`` with examples as rows; ``y`` is integer labels ``(N,)``
-        or float targets ``(N, sizes[-1])``. For each mini-batch of m examples:
-        v ← μv − η(∇C + (λ/N)w), w ← w + v, and the same for b without the λ term;
-        with μ = 0 this is Nielsen's update. The data is moved to the device once;
-        each epoch draws a seeded permutation on the device and gathers each mini-batch from it.
+        For each mini-batch of m examples, with ∇C from BP1–BP4: v ← μv − η(∇C + (λ/N)w),
+        w ← w + v, and b likewise without the λ term (μ = 0 is Nielsen's update). The data
+        moves to the device once; each epoch draws a seeded permutation there.
 
-        ``eta_decay``: a learning-rate schedule (Nielsen, ch. 3), η/(1 + eta_decay·(e − 1))
-        in epoch e; 0 keeps η constant.
+        Parameters
+        ----------
+        X, y : examples as rows, ``(N, sizes[0])``; integer labels ``(N,)`` or targets ``(N, sizes[-1])``.
+        epochs, batch_size, eta : passes over the data, the mini-batch size m, the learning rate η.
+        lmbda, momentum : the L2 term λ ≥ 0 and the momentum μ in [0, 1).
+        validation_data : ``(X_val, y_val)``, whose cost and accuracy each epoch records.
+        shuffle, progress : a new order each epoch; a progress bar (None: when stderr is a terminal).
+        eta_decay : the schedule η/(1 + eta_decay·(e − 1)) in epoch e (Nielsen, ch. 3); 0 keeps η.
+        checkpoint, checkpoint_every, resume : a file rewritten every ``checkpoint_every`` epochs
+            and after the last, and whether to go on from it (:mod:`xpbp.checkpoints`); a
+            resumed run ends bit for bit where an uninterrupted one would (on the CPU).
+        threads : BLAS threads on the CPU; None picks them (:func:`xpbp.threads.threads_for`).
+        comm : an mpi4py communicator for data-parallel training (:mod:`xpbp.distributed`):
+            every rank calls ``fit`` alike, and ``batch_size`` is the global mini-batch.
 
-        ``checkpoint``: a file rewritten atomically every ``checkpoint_every`` epochs (and
-        after the last) with everything needed to go on: parameters, velocities, the
-        shuffling state, the epoch and the history. ``resume=True`` continues from it
-        (or starts afresh if it does not exist yet); ``epochs`` counts the whole run, so
-        a resumed run ends bit-for-bit where an uninterrupted one would (on the CPU).
-
-        ``threads``: the BLAS threads the CPU's matrix products may use during training.
-        None picks them from the step's size (:func:`xpbp.training.threads_for`): one for
-        steps too small for more to pay, where extra threads only get in the way of other
-        work on a busy machine, else all; ``$XPBP_NUM_THREADS`` overrides that choice.
-
-        Raises :class:`DivergenceError` if a cost or parameter becomes NaN or Inf (found
-        with one check per epoch, then located by replaying that epoch) and
-        :class:`DeviceMemoryError` if the device runs out of memory.
+        Returns the run's :class:`History`. Raises :class:`DivergenceError` when a cost or a
+        parameter becomes NaN or Inf, and :class:`DeviceMemoryError` when the device's memory runs out.
         """
-        X = self._rows(X, "X")
-        Y, _ = self._targets(y, X.shape[0], "y")
-        run = training.Run.checked(X.shape[0], epochs=epochs, batch_size=batch_size, eta=eta, eta_decay=eta_decay,
-                                   lmbda=lmbda, momentum=momentum, shuffle=shuffle)
-        checkpoint_every = validation.positive_int(checkpoint_every, "checkpoint_every")
-        if resume and checkpoint is None:
-            raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
-        held_out = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = self._rows(validation_data[0], "validation_data[0]")
-            held_out = (Xv, *self._targets(validation_data[1], Xv.shape[0], "validation_data[1]"))
-        threads = training.threads_for(self.sizes, run.batch_size) if threads is None else validation.positive_int(threads, "threads")
-        execution = training.Execution(sys.stderr.isatty() if progress is None else bool(progress), threads)
-        trainer = training.Trainer(self, run, training.Data(X, Y, held_out), execution)
-        return trainer.train(checkpoint, checkpoint_every, resume)
+        group = distributed.Group(comm, self.device) if comm is not None else None
+        with group.agreeing() if group else contextlib.nullcontext():  # what one rank refuses, all refuse
+            data = training.Data.checked(self, X, y, validation_data)
+            run = training.Run.checked(data.X.shape[0], epochs=epochs, batch_size=batch_size, eta=eta,
+                                       eta_decay=eta_decay, lmbda=lmbda, momentum=momentum, shuffle=shuffle)
+            checkpoint_every = validation.positive_int(checkpoint_every, "checkpoint_every")
+            if resume and checkpoint is None:
+                raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
+            threads = (threads_for(self.sizes, run.batch_size, group.size if group else 1) if threads is None
+                       else validation.positive_int(threads, "threads"))
+        execution = training.Execution(sys.stderr.isatty() if progress is None else bool(progress), threads, group)
+        saving = Checkpoints(checkpoint, checkpoint_every, resume) if checkpoint is not None else None
+        return training.Trainer(self, run, data, execution).train(saving)
 
     # ------------------------------------------------------------------ using a trained network
 
@@ -314,7 +283,7 @@ class Network:
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels (the most active output neuron) for rows of ``X``, as NumPy ints.
         Raises ``ValueError`` when an output is NaN or Inf, so that no label is a guess."""
-        X, xp = self._rows(X, "X"), self.xp
+        X, xp = self._inputs.rows(X, "X"), self.xp
         parts, bad = [], 0
         for k in range(0, X.shape[0], _CHUNK):
             a = self._feedforward(X[k : k + _CHUNK].T)
@@ -329,8 +298,8 @@ class Network:
     def evaluate(self, X: Any, y: Any) -> float:
         """Accuracy, the fraction of rows of ``X`` whose predicted label matches ``y``.
         Raises ``ValueError`` when an output is NaN or Inf."""
-        X = self._rows(X, "X")
-        Y, labels = self._targets(y, X.shape[0], "y")
+        X = self._inputs.rows(X, "X")
+        Y, labels = self._inputs.targets(y, X.shape[0], "y")
         _, correct, bad = backend.to_numpy(self.xp.stack(self._totals(X, Y, labels))).tolist()
         _finite_outputs(int(bad), X.shape[0])
         return correct / X.shape[0]
@@ -342,18 +311,19 @@ class Network:
         device = backend.canonical(device)
         with backend.using(self.device):
             theta = self._sync()
-        self.device, self.xp = device, backend.resolve(device)
+        self._on(device)
         self._place(theta)
         return self
 
     def _host_parameters(self) -> list[np.ndarray]:
         """Host copies of every w, then every b, in one transfer."""
         with backend.using(self.device):
-            return self._layout.views(backend.to_numpy(self._sync()).copy())
+            self._sync()
+            return self._params.host()
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters as NumPy arrays and the device by name (not its module)."""
-        skip = ("xp", "weights", "biases", "_theta", "_views", "_work", "_layout")
+        skip = ("xp", "weights", "biases", "_params", "_work", "_layout", "_inputs")
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         L = len(self.sizes) - 1
         params = self._host_parameters()
@@ -370,7 +340,8 @@ class Network:
             warnings.warn(f"a network pickled on {self.device} is loaded on the CPU: that device is not usable here ({e})",
                           RuntimeWarning, stacklevel=2)
             self.device = "cpu"
-        self.xp, self._layout = backend.resolve(self.device), Layout(tuple(self.sizes))
+        self._on(self.device)
+        self._layout = Layout(tuple(self.sizes))
         self._place(np.concatenate([np.asarray(p).ravel() for p in params]))
 
     def save(self, path: str | os.PathLike) -> None:

@@ -13,29 +13,26 @@ statistics: nothing crosses between host and device inside the batch loop.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ContextManager, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
-from . import backend, formats
+from . import backend, threads, validation
 from .backend import fuse
+from .distributed import Group
 from .validation import positive_int, real
 
 if TYPE_CHECKING:
+    from .checkpoints import Checkpoints
     from .network import Network
 
-__all__ = ["Data", "DeviceMemoryError", "DivergenceError", "Execution", "History", "Run", "Trainer", "threads_for"]
+__all__ = ["Data", "DeviceMemoryError", "DivergenceError", "Execution", "History", "Run", "Trainer"]
 
 log = logging.getLogger("xpbp.network")  # the logger users already listen to
 
@@ -111,9 +108,6 @@ class Run:
         return {self.batch_size, self.examples % self.batch_size} - {0}
 
 
-_RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Run) if f.default is not dataclasses.MISSING}
-
-
 @dataclass(frozen=True)
 class Data:
     """A run's data on the device, examples as rows: X ``(N, n_in)``, the targets Y
@@ -123,44 +117,37 @@ class Data:
     Y: Any
     validation: tuple[Any, Any, Any] | None = None
 
+    @classmethod
+    def checked(cls, net: Network, X: Any, y: Any, validation_data: Any) -> Data:
+        """``fit``'s data, each part validated and brought to the network's device."""
+        X = net._inputs.rows(X, "X")
+        Y, _ = net._inputs.targets(y, X.shape[0], "y")
+        if validation_data is None:
+            return cls(X, Y)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        Xv = net._inputs.rows(validation_data[0], "validation_data[0]")
+        return cls(X, Y, (Xv, *net._inputs.targets(validation_data[1], Xv.shape[0], "validation_data[1]")))
+
+    def fingerprints(self, xp: Any) -> dict[str, int]:
+        """Fingerprints of the training data and of the validation data (when there is
+        some), by their names in checkpoints; one host transfer."""
+        found = {"data_train": validation.fingerprint(xp, self.X, self.Y)}
+        if self.validation is not None:
+            found["data_validation"] = validation.fingerprint(xp, *self.validation[:2])
+        return dict(zip(found, backend.to_numpy(xp.stack(list(found.values()))).tolist()))
+
 
 @dataclass(frozen=True)
 class Execution:
     """How a run is carried out, which its results do not depend on: a progress bar or
-    not, and how many BLAS threads the CPU's matrix products may use (None: as many as
-    the BLAS library has)."""
+    not, how many BLAS threads the CPU's matrix products may use (None: as many as the
+    BLAS library has; see :mod:`xpbp.threads`), and the ranks of a data-parallel run
+    (None: this process alone; see :mod:`xpbp.distributed`)."""
 
     progress: bool = False
     threads: int | None = None
-
-
-# Below this many floating-point operations per training step, a second BLAS thread
-# gained at most ~15% on an idle 2-core machine, and cost a factor of five on one
-# where two other trainings ran (the threads spin waiting for a core).
-THREADED_STEP_FLOPS = 50e6
-
-
-def threads_for(sizes: list[int], batch_size: int) -> int | None:
-    """The BLAS threads for a CPU training step: ``$XPBP_NUM_THREADS`` when set, else one
-    for steps whose matrix products are too small for more to pay, else None (all)."""
-    setting = os.environ.get("XPBP_NUM_THREADS")
-    if setting:
-        return positive_int(int(setting) if setting.isdigit() else setting, "XPBP_NUM_THREADS")
-    products = sum(n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-    flops = 2 * batch_size * (3 * products - sizes[0] * sizes[1])  # z = w a, BP4, and BP2 above the first layer
-    return 1 if flops < THREADED_STEP_FLOPS else None
-
-
-@functools.cache
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()
-
-
-def _blas_threads(device: str, threads: int | None) -> ContextManager[Any]:
-    """A context in which the CPU's BLAS uses at most ``threads`` threads."""
-    if device != "cpu" or threads is None:
-        return contextlib.nullcontext()
-    return _blas().limit(limits=threads, user_api="blas")
+    group: Group | None = None
 
 
 @fuse
@@ -172,11 +159,12 @@ def _momentum(xp: Any, grad: Any, mu: Any, theta: Any, v: Any) -> None:
 
 
 class Trainer:
-    """One run of ``fit`` on a network. Make it and use it with the network's device current."""
+    """One run of ``fit`` on a network. Make it and use it with the network's device
+    current; in a data-parallel run, on every rank alike."""
 
     def __init__(self, net: Network, run: Run, data: Data, execution: Execution = Execution()) -> None:
         self.net, self.run, self.data, self.execution = net, run, data, execution
-        self.xp, self.history = net.xp, History()
+        self.xp, self.history, self.group = net.xp, History(), execution.group
         self.theta = net._sync()  # every w and b are views of θ
         self.workspace = net._workspace(run.batch_sizes)
         layout = self.workspace.layout
@@ -186,18 +174,33 @@ class Trainer:
         self._theta_w, self._grad_w = self.theta[:k], self.workspace.grad[:k]
         self._decay = self.xp.empty(k, dtype=net.dtype) if run.lmbda else None
         self._mu = net.dtype.type(run.momentum)
-        self._known: formats.Identity | None = None  # see _identity
+        self._mine = None  # the positions of this rank's examples in each epoch's order
+        if self.group is not None:
+            self._join()
 
-    def train(self, checkpoint: str | Path | None = None, every: int = 1, resume: bool = False) -> History:
-        """The remaining epochs of the run (all, unless resumed from ``checkpoint``),
-        writing ``checkpoint`` every ``every`` epochs and after the last."""
-        done = self._resume(checkpoint) if resume and Path(checkpoint).exists() else 0
+    def _join(self) -> None:
+        """Start a data-parallel run: check that every rank has the same run and data, then
+        take rank 0's parameters, seed and epoch count, and this rank's share of the data."""
+        group, net, run = self.group, self.net, self.run
+        group.same("the network", dataclasses.replace(net._config(), seed=0))
+        group.same("the settings of fit", run)
+        group.same("the data (shapes and fingerprints)", (self.data.X.shape, self.data.fingerprints(self.xp)))
+        group.broadcast(self.theta)
+        net.seed, net._epochs_trained = group.share((net.seed, net._epochs_trained))
+        mine = [np.arange(k + lo, k + hi) for k in range(0, run.examples, run.batch_size)
+                for lo, hi in [group.slice(min(run.batch_size, run.examples - k))]]
+        self._mine = backend.to_device(np.concatenate(mine), net.device)
+
+    def train(self, checkpoints: Checkpoints | None = None) -> History:
+        """The remaining epochs of the run: all, unless ``checkpoints`` resumes it, which
+        also records the run as it goes."""
+        done = checkpoints.restore(self) if checkpoints is not None else 0
         try:
-            with np.errstate(over="ignore", invalid="ignore"), _blas_threads(self.net.device, self.execution.threads):
+            with np.errstate(over="ignore", invalid="ignore"), threads.limit(self.net.device, self.execution.threads):
                 for epoch in range(done + 1, self.run.epochs + 1):
                     self.epoch(epoch)  # the overflow that NumPy would warn of surfaces as DivergenceError
-                    if checkpoint is not None and (epoch % every == 0 or epoch == self.run.epochs):
-                        self._checkpoint(checkpoint, epoch)
+                    if checkpoints is not None:
+                        checkpoints.after(self, epoch)
         except MemoryError as e:
             net = self.net
             raise DeviceMemoryError(
@@ -206,14 +209,19 @@ class Trainer:
             ) from e
         return self.history
 
-    def step(self, x: Any, y: Any, eta: float) -> Any:
-        """One gradient-descent update on a mini-batch (examples as columns); returns its
-        output activations aᴸ from before the update (a work buffer, valid until the next step).
+    def step(self, x: Any, y: Any, eta: float, m: int | None = None) -> Any:
+        """One gradient-descent update on a mini-batch of ``m`` examples (all the columns
+        of ``x`` and ``y``, or in a data-parallel run this rank's share of them); returns
+        its output activations aᴸ from before the update (a work buffer, valid until the
+        next step).
 
         θ, ∇C and the velocities each lie in one buffer laid out alike, so each line of
         the update is one operation (or kernel) for the whole network."""
         grad = self.workspace.grad
-        a = self.workspace.backprop(self.net.weights, self.net.biases, x, y, eta / x.shape[1])  # η∇C of the mean cost
+        scale = eta / (x.shape[1] if m is None else m)
+        a = self.workspace.backprop(self.net.weights, self.net.biases, x, y, scale)  # η∇C of the mean cost
+        if self.group is not None:
+            self.group.allreduce(grad)  # the sum of the ranks' shares: η∇C of the whole mini-batch
         if self._decay is not None:
             self._grad_w += self.xp.multiply(self._theta_w, eta * self.run.decay, out=self._decay)  # η(∇C + (λ/N) w)
         if self.velocity is None:
@@ -223,38 +231,74 @@ class Trainer:
         return a
 
     def epoch(self, epoch: int) -> None:
-        """One pass over the data, then its statistics in one host transfer."""
+        """One pass over the data, then its statistics in one host transfer (and, in a
+        data-parallel run, one small collective)."""
         net, run, xp = self.net, self.run, self.xp
-        n, m, eta = run.examples, run.batch_size, run.eta_at(epoch)
+        eta = run.eta_at(epoch)
         start = time.perf_counter()
         snapshot = [a.copy() for a in self._state()]  # the last finite state, should this epoch diverge
         order = self._order()
-        outputs = xp.empty((net.sizes[-1], n), dtype=net.dtype)  # each mini-batch's aᴸ, as it was trained on
-        with tqdm(total=n, desc=f"epoch {epoch}/{run.epochs}", unit="ex", unit_scale=True, leave=False,
-                  disable=not self.execution.progress) as bar:
-            for k, (x, y) in zip(range(0, n, m), self._batches(order)):
-                outputs[:, k : k + m] = self.step(x, y, eta)
-                bar.update(x.shape[1])
-        targets = self.data.Y if order is None else self.data.Y.take(order, axis=0)
+        mine = self._examples(order)  # which examples this process trains on, in the order it does
+        outputs = xp.empty((net.sizes[-1], run.examples if mine is None else mine.shape[0]), dtype=net.dtype)
+        k = 0  # each mini-batch's aᴸ, as it was trained on, goes to outputs[:, k:]
+        with tqdm(total=run.examples, desc=f"epoch {epoch}/{run.epochs}", unit="ex", unit_scale=True, leave=False,
+                  disable=not (self.execution.progress and self.speaks)) as bar:
+            for m, x, y in self._batches(order):
+                outputs[:, k : k + x.shape[1]] = self.step(x, y, eta, m)
+                k += x.shape[1]
+                bar.update(m)
+        targets = self.data.Y if mine is None else self.data.Y.take(mine, axis=0)
         # The training cost in one pass at the end, not a handful of calls per step; then
         # θ's sum, which is finite iff every parameter is.
-        stats = [net._cost.fn(outputs, targets.T).sum() / n, self.theta.sum()]
+        stats = [net._cost.fn(outputs, targets.T).sum() / run.examples, self.theta.sum()]
         if run.lmbda:
             stats.append(0.5 * run.decay * sum((w * w).sum() for w in net.weights))
         if self.data.validation is not None:
-            stats.extend(net._totals(*self.data.validation))
+            stats.extend(net._totals(*self._held_out()))
         values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
+        values, seconds = self._combine(values, time.perf_counter() - start)
         if not all(map(math.isfinite, values[:2])):
             self._diverged(epoch, snapshot)
         net._epochs_trained += 1
-        self._record(epoch, values, time.perf_counter() - start)
+        self._record(epoch, values, seconds)
+
+    @property
+    def speaks(self) -> bool:
+        """Whether this process logs and shows progress: rank 0 of a data-parallel run."""
+        return self.group is None or self.group.rank == 0
+
+    def _examples(self, order: Any) -> Any:
+        """This process's examples in this epoch's order, or None for all of them in the data's."""
+        if order is None or self._mine is None:
+            return order if self._mine is None else self._mine
+        return order.take(self._mine)
+
+    def _held_out(self) -> tuple[Any, Any, Any]:
+        """The validation rows this process evaluates: all, or this rank's contiguous share."""
+        if self.group is None:
+            return self.data.validation
+        lo, hi = self.group.slice(self.data.validation[0].shape[0])
+        return tuple(a[lo:hi] for a in self.data.validation)
+
+    def _combine(self, values: list[float], seconds: float) -> tuple[list[float], float]:
+        """The epoch's statistics of all ranks, in one small collective: the training cost
+        and the validation totals summed, θ's sum and the L2 term (the same on every rank)
+        taken from rank 0, and the longest time."""
+        if self.group is None:
+            return values, seconds
+        ranks = self.group.gather(values + [seconds])
+        summed = [sum(v[i] for v in ranks) for i in range(len(values))]
+        combined = [summed[0], *ranks[0][1 : 3 if self.run.lmbda else 2], *summed[3 if self.run.lmbda else 2 :]]
+        if not all(math.isfinite(v[1]) for v in ranks):
+            combined[1] = math.nan
+        return combined, max(v[-1] for v in ranks)
 
     def _record(self, epoch: int, values: list[float], seconds: float) -> None:
         history, validation = self.history, self.data.validation
         history.train_cost.append(values[0] + (values[2] if self.run.lmbda else 0.0))
         if validation is not None:
             cost, correct, bad = values[-3:]
-            if bad:  # a cost or an accuracy counted from NaN or Inf outputs would be a guess
+            if bad and self.speaks:  # a cost or an accuracy counted from NaN or Inf outputs would be a guess
                 log.warning("epoch %d: the outputs for %d validation examples are NaN or Inf; "
                             "their cost and accuracy are recorded as NaN", epoch, int(bad))
             n = validation[0].shape[0]
@@ -264,7 +308,8 @@ class Trainer:
         line = f"epoch {epoch}/{self.run.epochs}: cost {history.train_cost[-1]:.4f}"
         if validation is not None:
             line += f", validation cost {history.val_cost[-1]:.4f}, accuracy {history.val_accuracy[-1]:.2%}"
-        log.info("%s (%.2f s, %.0f examples/s)", line, seconds, self.run.examples / seconds)
+        if self.speaks:
+            log.info("%s (%.2f s, %.0f examples/s)", line, seconds, self.run.examples / seconds)
 
     def _state(self) -> list[Any]:
         """What an update changes: θ, and the velocities when there is momentum."""
@@ -273,123 +318,65 @@ class Trainer:
     def _order(self) -> Any:
         """This epoch's order of the examples: a permutation drawn on the device from the
         seed and the number of epochs trained so far (so it needs no state beyond those
-        two), or None for the data's own order."""
+        two, and every rank draws the same), or None for the data's own order."""
         if not self.run.shuffle:
             return None
         seed = np.random.SeedSequence([self.net.seed, self.net._epochs_trained]).generate_state(1)[0]
         return self.xp.random.RandomState(int(seed)).permutation(self.run.examples)
 
-    def _batches(self, order: Any) -> Iterator[tuple[Any, Any]]:
-        """The mini-batches ``(x, y)`` in ``order``, examples as columns, each gathered as
-        needed (m rows at a time, hot in cache for the step that uses them), so that the
-        data set is never copied whole."""
-        X, Y, m = self.data.X, self.data.Y, self.run.batch_size
-        for k in range(0, X.shape[0], m):
+    def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any]]:
+        """``(m, x, y)`` for each mini-batch in ``order``: its size, and its examples as
+        columns (in a data-parallel run, this rank's contiguous share of them), each
+        gathered as needed, hot in cache for the step, so that the data set is never copied whole."""
+        X, Y, m, n = self.data.X, self.data.Y, self.run.batch_size, self.run.examples
+        for k in range(0, n, m):
+            size = min(m, n - k)
+            lo, hi = (0, size) if self.group is None else self.group.slice(size)
             if order is None:
-                yield X[k : k + m].T, Y[k : k + m].T
+                yield size, X[k + lo : k + hi].T, Y[k + lo : k + hi].T
             else:
-                index = order[k : k + m]
-                yield X.take(index, axis=0).T, Y.take(index, axis=0).T
+                index = order[k + lo : k + hi]
+                yield size, X.take(index, axis=0).T, Y.take(index, axis=0).T
 
     def _diverged(self, epoch: int, snapshot: list[Any]) -> None:
         """Replay the epoch from its snapshot, checking after every mini-batch, to find the
         first one that produced a NaN or Inf; leave the parameters as they were before it
-        and raise :class:`DivergenceError`."""
+        and raise :class:`DivergenceError` (on every rank, at the same mini-batch)."""
         state = self._state()
         _assign(state, snapshot)
         batches, eta = -(-self.run.examples // self.run.batch_size), self.run.eta_at(epoch)
-        for index, (x, y) in enumerate(self._batches(self._order()), start=1):
+        for index, (m, x, y) in enumerate(self._batches(self._order()), start=1):
             before = [p.copy() for p in state]
-            a = self.step(x, y, eta)
-            if not math.isfinite(float(backend.to_numpy(self.net._cost.fn(a, y).sum() + state[0].sum()))):
+            a = self.step(x, y, eta, m)
+            check = self.net._cost.fn(a, y).sum() + state[0].sum()
+            if not all(map(math.isfinite, self._gathered(float(backend.to_numpy(check))))):
                 _assign(state, before)
                 where = f"mini-batch {index} of {batches}"
                 break
         else:  # not reproduced: fall back to the epoch's start
             _assign(state, snapshot)
             index, where = None, "a mini-batch that a replay could not pin down"
+        largest = max(self._gathered(float(backend.to_numpy(abs(x).max())) if index and x.size else 0.0))
         raise DivergenceError(
             f"training diverged in epoch {epoch}, {where}: the cost or a parameter became NaN or Inf. "
-            f"The network keeps its last finite parameters. {self._cause(eta, x if index else None)}",
+            f"The network keeps its last finite parameters. {self._cause(eta, largest)}",
             epoch=epoch, batch=index, history=self.history,
         )
 
-    def _cause(self, eta: float, x: Any) -> str:
+    def _gathered(self, value: float) -> list[float]:
+        """``value`` of every rank (a collective in a data-parallel run)."""
+        return [value] if self.group is None else [v[0] for v in self.group.gather([value])]
+
+    def _cause(self, eta: float, largest: float) -> str:
         """What most likely made training diverge, and what to change."""
         shrink = 1.0 - eta * self.run.decay  # each step's factor on w from the L2 term
         if shrink <= -1.0:
             return (f"The L2 term alone makes w grow: each step multiplies w by 1 - eta*lmbda/N = {shrink:g}, "
                     f"beyond -1; try a smaller lmbda (lmbda={self.run.lmbda:g}) or learning rate (eta={eta:g} in that epoch).")
-        largest = float(backend.to_numpy(abs(x).max())) if x is not None else 0.0
         if largest > 1e6:
             return (f"Its inputs reach {largest:.3g}: scale the data (to about [0, 1]), "
                     f"or try a smaller learning rate (eta={eta:g} in that epoch).")
         return f"Try a smaller learning rate (eta={eta:g} in that epoch)."
-
-    def _identity(self) -> formats.Identity:
-        """What this run's checkpoints record of it and must match on resume, with the
-        fingerprints of its data (computed once, in one host transfer)."""
-        if self._known is None:
-            data = {"data_train": _fingerprint(self.xp, self.data.X, self.data.Y)}
-            if self.data.validation is not None:
-                data["data_validation"] = _fingerprint(self.xp, *self.data.validation[:2])
-            values = backend.to_numpy(self.xp.stack(list(data.values()))).tolist()
-            self._known = formats.Identity(self.net._config(), dataclasses.asdict(self.run), _RUN_DEFAULTS,
-                                           tuple(vars(History())), dict(zip(data, values)))
-        return self._known
-
-    def _checkpoint(self, path: str | Path, epoch: int) -> None:
-        """Everything needed to go on after ``epoch``, in one host transfer and one atomic write."""
-        host = backend.to_numpy(self.xp.concatenate(self._state()))
-        size = self.theta.size
-        views = self.workspace.layout.views(host[:size])
-        L = len(self.net.sizes) - 1
-        model = formats.ModelFile(self.net._config(), views[:L], views[L:])
-        velocity = host[size:] if self.velocity is not None else None
-        identity = self._identity()
-        formats.write_checkpoint(path, formats.Checkpoint(model, velocity, epoch, self.net._epochs_trained,
-                                                          identity.run, vars(self.history), identity.data))
-
-    def _resume(self, path: str | Path) -> int:
-        """Load a checkpoint of this run, whole or not at all; returns its epoch."""
-        net = self.net
-        saved = formats.read_checkpoint(path, self._identity())
-        # Everything is checked: from here on nothing can fail half-way.
-        net._load(saved.model.weights + saved.model.biases)
-        if self.velocity is not None:
-            self.velocity[...] = backend.to_device(saved.velocity, net.device)
-        net.seed, net._epochs_trained = saved.model.config.seed, saved.epochs_trained
-        self.history = History(**saved.history)
-        log.info("resuming from %s after epoch %d of %d", path, saved.epoch, self.run.epochs)
-        return saved.epoch
-
-
-def _fingerprint(xp: Any, *arrays: Any) -> Any:
-    """A 64-bit checksum of the bits of 2-D arrays, on their device: Σᵢⱼ bitsᵢⱼ rᵢ cⱼ
-    (mod 2⁶⁴) with pseudo-random odd weights for each row and column, so that other
-    values, or the same rows in another order, give another number. Integer arithmetic,
-    so it is the same on every device. Blocks of rows bound the memory it takes."""
-    total = xp.zeros(1, dtype=np.uint64)  # an array, not a scalar: NumPy's scalars warn when they wrap
-    for a in arrays:
-        bits = a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
-        cols = _mix(xp.arange(bits.shape[1], dtype=np.uint64) + np.uint64(1 << 32))
-        for k in range(0, bits.shape[0], _BLOCK):
-            rows = _mix(xp.arange(k, min(k + _BLOCK, bits.shape[0]), dtype=np.uint64))
-            total += (xp.matmul(bits[k : k + _BLOCK].astype(np.uint64), cols) * rows).sum()
-        total = _mix(total)
-    return total[0]
-
-
-_BLOCK = 4096
-
-
-def _mix(z: Any) -> Any:
-    """SplitMix64's finaliser, elementwise on uint64 (odd at the end, so never zero weight)."""
-    z = z * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return (z ^ (z >> np.uint64(31))) | np.uint64(1)
-
 
 def _assign(targets: list[Any], values: list[Any]) -> None:
     """Copy ``values`` into the arrays ``targets``, in place."""

@@ -10,13 +10,14 @@ never pay.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import backend
 
-__all__ = ["all_finite", "dtype", "matrix", "positive_int", "real", "real_array", "replacements", "seed", "targets"]
+__all__ = ["Inputs", "all_finite", "dtype", "fingerprint", "matrix", "positive_int", "real", "real_array", "replacements", "seed", "targets"]
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -137,3 +138,59 @@ def replacements(arrays: list[Any], views: list[Any], names: list[str], *, dtype
                 raise ValueError(f"{name} must have shape {v.shape}, got shape {a.shape}")
             taken[i] = matrix(a, name, v.shape[1], dtype=dtype, device=device, columns=False)
     return taken
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the data given to a network must be: as wide as its input and output layers,
+    and it goes to the network's dtype and device."""
+
+    sizes: tuple[int, ...]
+    dtype: np.dtype
+    device: str
+
+    def rows(self, X: Any, name: str) -> Any:
+        """Examples as rows, ``(N, sizes[0])``, checked for NaN and Inf."""
+        return matrix(X, name, self.sizes[0], dtype=self.dtype, device=self.device, columns=False)
+
+    def targets(self, y: Any, n: int, name: str) -> tuple[Any, Any]:
+        return targets(y, n, self.sizes[-1], name, dtype=self.dtype, device=self.device)
+
+    def columns(self, a: Any, name: str, width: int) -> Any:
+        """Inputs of the equations' entry points, examples as columns; NaN and Inf are looked
+        for only in host data, so that these never synchronise with a device to validate."""
+        return matrix(a, name, width, dtype=self.dtype, device=self.device, columns=True, finite=False)
+
+    def pair(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """``x`` ``(sizes[0], m)`` and ``y`` ``(sizes[-1], m)`` with equal m."""
+        x, y = self.columns(x, "x", self.sizes[0]), self.columns(y, "y", self.sizes[-1])
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(f"x has {x.shape[1]} columns (examples) but y has {y.shape[1]}")
+        return x, y
+
+
+def fingerprint(xp: Any, *arrays: Any) -> Any:
+    """A 64-bit checksum of the bits of 2-D arrays, on their device (a 0-d array): Σᵢⱼ
+    bitsᵢⱼ rᵢ cⱼ (mod 2⁶⁴) with pseudo-random odd weights for each row and column, so that
+    other values, or the same rows in another order, give another number. Integer
+    arithmetic, so it is the same on every device; blocks of rows bound its memory."""
+    total = xp.zeros(1, dtype=np.uint64)  # an array, not a scalar: NumPy's scalars warn when they wrap
+    for a in arrays:
+        bits = a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
+        cols = _mix(xp.arange(bits.shape[1], dtype=np.uint64) + np.uint64(1 << 32))
+        for k in range(0, bits.shape[0], _BLOCK):
+            rows = _mix(xp.arange(k, min(k + _BLOCK, bits.shape[0]), dtype=np.uint64))
+            total += (xp.matmul(bits[k : k + _BLOCK].astype(np.uint64), cols) * rows).sum()
+        total = _mix(total)
+    return total[0]
+
+
+_BLOCK = 4096
+
+
+def _mix(z: Any) -> Any:
+    """SplitMix64's finaliser, elementwise on uint64 (odd at the end, so never a zero weight)."""
+    z = z * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (z ^ (z >> np.uint64(31))) | np.uint64(1)

@@ -22,10 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import backend, validation
 from .activations import Activation
 from .costs import Cost
 
-__all__ = ["Layout", "Workspace"]
+__all__ = ["Layout", "Parameters", "Workspace"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,39 @@ class Layout:
     def zeros(self, xp: Any, dtype: np.dtype) -> Any:
         """A new flat buffer of zeros (on the current device)."""
         return xp.zeros(self.size, dtype=dtype)
+
+
+class Parameters:
+    """θ: every w, then every b, of a network in one flat buffer on its device, and the
+    views of it that the network shows as ``net.weights`` and ``net.biases``."""
+
+    def __init__(self, layout: Layout, flat: Any, dtype: np.dtype, device: str) -> None:
+        if backend.device_of(flat) == "cpu":
+            flat = np.asarray(flat).astype(dtype, copy=False)
+        self.layout, self.dtype, self.device = layout, dtype, device
+        with backend.using(device):
+            self.theta = backend.to_device(flat, device)
+            self.views = layout.views(self.theta)
+        L = len(layout.sizes) - 1
+        self.names = [f"net.weights[{l}]" for l in range(L)] + [f"net.biases[{l}]" for l in range(L)]
+
+    def load(self, arrays: list[np.ndarray]) -> None:
+        """Write host arrays, every w then every b, into θ in place."""
+        flat = np.concatenate([a.ravel() for a in arrays]).astype(self.dtype)
+        self.theta[...] = backend.to_device(flat, self.device)
+
+    def take(self, arrays: list[Any]) -> bool:
+        """Take into θ those of ``arrays`` (every w, then every b) that are not its own
+        views, each checked before any is taken; whether there were any."""
+        if len(arrays) == len(self.views) and all(a is v for a, v in zip(arrays, self.views)):
+            return False
+        for i, a in validation.replacements(arrays, self.views, self.names, dtype=self.dtype, device=self.device).items():
+            self.views[i][...] = a
+        return True
+
+    def host(self) -> list[np.ndarray]:
+        """Host copies of every w, then every b, in one transfer."""
+        return self.layout.views(backend.to_numpy(self.theta).copy())
 
 
 @dataclass(frozen=True)
