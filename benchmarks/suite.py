@@ -3,8 +3,9 @@
 Every cell (network, batch size, dtype, device) sets its competitors up once, warms
 each up, then times them in turn, rotating the order each round, so that a noisy
 shared machine hits all of them alike; a cell reports each competitor's median
-throughput (examples/s) and the spread of its rounds. On a GPU the clock is a pair of
-CUDA events around work that ends in a synchronisation; on the CPU, perf_counter.
+throughput (examples/s) and the spread of its rounds. The timing core, and xpbp's own
+competitors (fit, bare steps, the GEMM ceiling), are ``xpbp.bench``'s, the same that
+``xpbp bench`` runs: this suite adds the peers.
 
 Competitors:
 - ``xpbp fit``: whole ``Network.fit`` epochs, data on the device, shuffling included
@@ -13,144 +14,33 @@ Competitors:
 - ``nielsen``: the book's per-example ``update_mini_batch`` (batch 10, CPU);
 - ``torch``: PyTorch eager epochs over shuffled data (CPU and CUDA);
 - ``sklearn``: one ``MLPClassifier.partial_fit`` epoch, solver 'sgd' (CPU);
+- ``jax step``, ``jax scan``: JAX's jitted step per mini-batch, and the whole epoch
+  compiled by XLA under ``lax.scan`` (CPU; see ``benchmarks/jaxpeer.py``);
 - ``gemm``: the matrix products of one training step alone, the backend's ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import tracemalloc
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
-import xpbp
-from xpbp import backend, training
+from xpbp import bench
+from xpbp.bench import Cell, Unit
 
-from . import nielsen, report
+from . import jaxpeer, nielsen, report
+
+_data = bench.data  # the peers train on the same data as xpbp
 
 NETS = ([784, 30, 10], [784, 100, 10], [784, 1024, 1024, 10])
 BATCHES = (10, 128, 1024)
 DTYPES = ("float32", "float64")
-ETA = 0.1
-
-
-@dataclass(frozen=True)
-class Cell:
-    sizes: tuple[int, ...]
-    batch: int
-    dtype: str
-    device: str
-
-    @property
-    def key(self) -> str:
-        return f"{'-'.join(map(str, self.sizes))} b{self.batch} {self.dtype} {self.device}"
-
-
-# A unit of work returns (examples processed, seconds taken).
-Unit = Callable[[], tuple[int, float]]
-
-
-def _data(n: int, cell: Cell, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.random((n, cell.sizes[0]), dtype=np.float64).astype(cell.dtype), rng.integers(cell.sizes[-1], size=n)
-
-
-class Clock:
-    """Wall time on the CPU; CUDA events on a GPU (the work must end with a synchronisation)."""
-
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-        if self.cuda:
-            import cupy
-
-            self.cupy = cupy
-
-    def time(self, work: Callable[[], None]) -> float:
-        if not self.cuda:
-            start = time.perf_counter()
-            work()
-            return time.perf_counter() - start
-        start, end = self.cupy.cuda.Event(), self.cupy.cuda.Event()
-        start.record()
-        work()
-        end.record()
-        end.synchronize()
-        return self.cupy.cuda.get_elapsed_time(start, end) / 1000.0
-
-
-def _repeat_for(unit_time: Callable[[int], float], target: float) -> int:
-    """How many repetitions of a piece of work take about ``target`` seconds."""
-    k = 1
-    while True:
-        t = unit_time(k)
-        if t >= target / 4 or k >= 1 << 16:
-            return max(1, int(k * target / max(t, 1e-9)))
-        k *= 2
-
-
-# ---------------------------------------------------------------------- competitors
-
-
-def _bare_step(cell: Cell) -> tuple[xpbp.Network, Any, Any, Callable[[], Callable[[], None]]]:
-    """A fresh network, one mini-batch (x, targets; examples as columns) on the cell's
-    device, and ``start``, which makes the training step's buffers and returns a function
-    that runs one step on that batch: the step ``fit`` runs, without the epoch around it."""
-    net = xpbp.Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
-    X, y = _data(cell.batch, cell)
-    x = xpbp.to_device(X.T.copy(), cell.device)
-    t = xpbp.to_device(np.eye(cell.sizes[-1], dtype=cell.dtype)[y].T.copy(), cell.device)
-
-    def start() -> Callable[[], None]:
-        with backend.using(net.device):
-            trainer = training.Trainer(net, training.Run(cell.batch, 1, cell.batch, ETA), training.Data(x.T, t.T))
-
-        def step() -> None:
-            with backend.using(net.device):
-                trainer.step(x, t, ETA)
-
-        return step
-
-    return net, x, t, start
-
-
-def xpbp_step(cell: Cell, target: float) -> Unit:
-    step = _bare_step(cell)[-1]()
-    clock = Clock(cell.device)
-
-    def steps(k: int) -> float:
-        def work():
-            for _ in range(k):
-                step()
-
-        return clock.time(work)
-
-    k = _repeat_for(steps, target)
-    return lambda: (k * cell.batch, steps(k))
-
-
-def _epoch_examples(cell: Cell, target: float) -> int:
-    """A data-set size for one epoch of about ``target`` seconds at xpbp's step rate."""
-    examples, seconds = xpbp_step(cell, target / 4)()
-    n = int(examples / seconds * target) // cell.batch * cell.batch
-    return int(min(max(n, 4 * cell.batch), 60000 // cell.batch * cell.batch))
-
-
-def xpbp_fit(cell: Cell, n: int) -> Unit:
-    net = xpbp.Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
-    X, y = _data(n, cell)
-    X, y = xpbp.to_device(X, cell.device), xpbp.to_device(y, cell.device)
-
-    def epoch():
-        history = net.fit(X, y, epochs=1, batch_size=cell.batch, eta=ETA, progress=False)
-        return n, history.seconds[0]
-
-    return epoch
+ETA = bench.ETA
 
 
 def nielsen_step(cell: Cell, target: float) -> Unit:
@@ -165,7 +55,7 @@ def nielsen_step(cell: Cell, target: float) -> Unit:
             net.update_mini_batch(batch, ETA)
         return time.perf_counter() - start
 
-    k = _repeat_for(steps, target)
+    k = bench.repeat_for(steps, target)
     return lambda: (k * cell.batch, steps(k))
 
 
@@ -225,38 +115,6 @@ def sklearn_epoch(cell: Cell, n: int) -> Unit:
     return epoch
 
 
-def step_flops(cell: Cell) -> int:
-    """Multiply-adds ×2 of one step's matrix products: forward w·a, BP2's wᵀδ (not for the
-    first layer) and BP4's δ·aᵀ, per layer."""
-    return sum(2 * cell.batch * n_in * n_out * (3 if l else 2) for l, (n_in, n_out) in enumerate(zip(cell.sizes[:-1], cell.sizes[1:])))
-
-
-def gemm(cell: Cell, target: float) -> Unit:
-    """The step's matrix products alone, into preallocated outputs: the backend's ceiling."""
-    xp = backend.resolve(cell.device)
-    rng = np.random.default_rng(0)
-    put = lambda *shape: xpbp.to_device(rng.standard_normal(shape).astype(cell.dtype), cell.device)  # noqa: E731
-    products = []
-    for l, (n_in, n_out) in enumerate(zip(cell.sizes[:-1], cell.sizes[1:])):
-        w, a, d = put(n_out, n_in), put(n_in, cell.batch), put(n_out, cell.batch)
-        products.append((w, a, put(n_out, cell.batch)))  # z = w a
-        if l:
-            products.append((w.T, d, put(n_in, cell.batch)))  # BP2: wᵀ δ
-        products.append((d, a.T, put(n_out, n_in)))  # BP4: δ aᵀ
-    clock = Clock(cell.device)
-
-    def repeat(k: int) -> float:
-        def work():
-            for _ in range(k):
-                for left, right, out in products:
-                    xp.matmul(left, right, out=out)
-
-        return clock.time(work)
-
-    k = _repeat_for(repeat, target)
-    return lambda: (k * cell.batch, repeat(k))
-
-
 # ---------------------------------------------------------------------- memory
 
 
@@ -267,7 +125,7 @@ def _peak_bytes(device: str, work: Callable[[], None]) -> int:
     """The most memory ``work`` held at once on ``device`` beyond what was held before it:
     NumPy's allocations as tracemalloc sees them, or the growth of CuPy's memory pool
     (emptied first; a pool keeps what it once held, so its size afterwards is its peak)."""
-    if not device.startswith("cuda"):
+    if not device.startswith("cuda"):  # (cupy, where it is used, is imported here only: an optional peer)
         tracemalloc.start()
         try:
             base = tracemalloc.get_traced_memory()[0]
@@ -291,7 +149,7 @@ def step_memory(cell: Cell) -> dict:
     biases, their gradient, each layer's z, a and δ for the mini-batch, and the mini-batch
     itself (x and y). The step's own peak is measured from a fresh network, so that it
     includes the work buffers its first step makes."""
-    net, x, t, start = _bare_step(cell)
+    net, x, t, start = bench.bare_step(cell)
     params = sum(p.nbytes for p in net.weights + net.biases)
     batch = x.nbytes + t.nbytes
 
@@ -318,9 +176,9 @@ def _available(module: str) -> bool:
 
 
 def competitors(cell: Cell, target: float, notes: list[str]) -> dict[str, Unit]:
-    units: dict[str, Unit] = {"xpbp step": xpbp_step(cell, target), "gemm": gemm(cell, target)}
-    n = _epoch_examples(cell, target)
-    units["xpbp fit"] = xpbp_fit(cell, n)
+    units: dict[str, Unit] = {"xpbp step": bench.step_units(cell, target), "gemm": bench.gemm(cell, target)}
+    n = bench.examples_for(cell, target)
+    units["xpbp fit"] = bench.fit_units(cell, n)
     if cell.device == "cpu" and cell.batch == 10:
         units["nielsen"] = nielsen_step(cell, target)
     if _available("torch"):
@@ -335,25 +193,16 @@ def competitors(cell: Cell, target: float, notes: list[str]) -> dict[str, Unit]:
             units["sklearn"] = sklearn_epoch(cell, n)
         elif "sklearn" not in " ".join(notes):
             notes.append("scikit-learn is not installed: MLPClassifier skipped")
+        if _available("jax"):
+            units["jax step"], units["jax scan"] = jaxpeer.jax_step(cell, n), jaxpeer.jax_scan(cell, n)
+        elif "jax" not in " ".join(notes):
+            notes.append("jax is not installed: the JAX peers skipped")
     return units
 
 
 def measure(cell: Cell, repeats: int, target: float, notes: list[str]) -> list[dict]:
-    units = competitors(cell, target, notes)
-    for unit in units.values():
-        unit()  # warm-up: first-touch memory, BLAS threads, kernel compilation
-    samples: dict[str, list[float]] = {name: [] for name in units}
-    names = list(units)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order each round
-            examples, seconds = units[name]()
-            samples[name].append(examples / seconds)
-    rows = []
-    for name, rates in samples.items():
-        rows.append({"net": list(cell.sizes), "batch": cell.batch, "dtype": cell.dtype, "device": cell.device,
-                     "impl": name, "median": statistics.median(rates), "min": min(rates), "max": max(rates),
-                     "samples": rates})
-    return rows
+    rates = bench.measure(competitors(cell, target, notes), repeats)
+    return [bench.row(cell, name, r) for name, r in rates.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
 
-    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda:0"] if backend.cuda_available() else [])
+    devices = args.devices.split(",") if args.devices else bench.devices()
     if args.quick:
         nets, batches, dtypes, repeats, target = NETS[:2], (10, 128), ("float32",), args.repeats or 3, 0.05
     else:
@@ -383,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = [step_memory(Cell(*MEMORY_CELL, device)) for device in devices]
     results = report.assemble(rows, notes, memory=memory, mode="quick" if args.quick else "full",
                               seconds=time.perf_counter() - started, step_flops={
-                                  f"{'-'.join(map(str, s))} b{b}": step_flops(Cell(tuple(s), b, "float32", "cpu"))
+                                  f"{'-'.join(map(str, s))} b{b}": Cell(tuple(s), b, "float32", "cpu").flops
                                   for s in nets for b in batches})
     print(report.markdown(results))
     out = args.out or (None if args.quick else str(Path(__file__).parent / "results"))

@@ -34,7 +34,7 @@ def test_targets_met_short_and_unmeasured():
 
 def test_step_flops_counts_each_product():
     # forward 2·m·n_in·n_out for each layer, BP4 the same, BP2 only above the first layer
-    assert suite.step_flops(suite.Cell((4, 3, 2), 5, "float32", "cpu")) == 2 * 5 * (4 * 3 * 2 + 3 * 2 * 3)
+    assert suite.Cell((4, 3, 2), 5, "float32", "cpu").flops == 2 * 5 * (4 * 3 * 2 + 3 * 2 * 3)
 
 
 def test_files_are_written(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, ContextManager
@@ -36,6 +37,7 @@ __all__ = [
     "cuda_available",
     "cuda_info",
     "device_of",
+    "elapsed",
     "fuse",
     "get_array_module",
     "resolve",
@@ -124,6 +126,12 @@ class Backend:
         """Run a fused operation: on NumPy, its array code."""
         op.fn(np, *args)
 
+    def elapsed(self, index: int, work: Callable[[], None]) -> float:
+        """Seconds that ``work`` takes here: on the CPU, by the wall clock."""
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+
 
 class CudaBackend(Backend):
     """CuPy on NVIDIA GPUs."""
@@ -177,6 +185,17 @@ class CudaBackend(Backend):
     def run(self, op: Fused, args: tuple[Any, ...]) -> None:
         self._kernel(op)(*args)
 
+    def elapsed(self, index: int, work: Callable[[], None]) -> float:
+        """By a pair of CUDA events around ``work`` on the current stream: the GPU's time,
+        known after the second event is reached (one synchronisation)."""
+        with cupy.cuda.Device(index):
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            work()
+            end.record()
+            end.synchronize()
+            return cupy.cuda.get_elapsed_time(start, end) / 1000.0
+
     @functools.cache  # one kernel object per operation; CuPy compiles it once per dtype
     def _kernel(self, op: Fused) -> Callable[..., None]:
         return cupy.fuse(kernel_name=op.name)(functools.partial(op.fn, cupy))
@@ -225,6 +244,12 @@ def resolve(device: str) -> ModuleType:
     """The array module (NumPy or CuPy) for ``device``. It does not make that device
     current: allocate inside :func:`using`."""
     return _split(canonical(device))[0].xp
+
+
+def elapsed(device: str, work: Callable[[], None]) -> float:
+    """Seconds that ``work`` takes on ``device``: CUDA events on a GPU, the wall clock on the CPU."""
+    backend, index = _split(device)
+    return backend.elapsed(index, work)
 
 
 def using(device: str) -> ContextManager[Any]:

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__, backend, datasets, distributed, files, training, validation
+from . import __version__, backend, bench, datasets, distributed, files, training, validation
 from .activations import HIDDEN
 from .network import Network, load
 
@@ -108,6 +108,21 @@ def _parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="versions, BLAS, and whether CUDA is usable")
     _common(info)
+
+    bench = commands.add_parser("bench", help="training throughput on this machine's CPU and GPUs",
+                                description="Whole fit epochs on each device, beside the device's GEMM ceiling (the "
+                                "training step's matrix products alone), interleaved; the median examples/s of the rounds.")
+    bench.add_argument("--sizes", type=_sizes, nargs="+", default=None, metavar="N,N,...",
+                       help="networks (default: 784,30,10 784,100,10 784,1024,1024,10; with --quick the first two)")
+    bench.add_argument("--batch-sizes", type=_sizes, default=None, metavar="M,M,...",
+                       help="mini-batch sizes (default: 10,128,1024; with --quick 10,128)")
+    bench.add_argument("--dtype", choices=("float32", "float64"), nargs="+", default=["float32"], help="(default: float32)")
+    bench.add_argument("--devices", default=None, metavar="D,D,...", help="devices (default: the CPU and every CUDA device)")
+    bench.add_argument("--repeats", type=int, default=None, help="rounds per cell (default: 3; with --quick 2)")
+    bench.add_argument("--quick", action="store_true", help="a small grid, in well under a minute")
+    bench.add_argument("--plot", metavar="PNG", default=None, help="draw examples/s against batch size into this PNG; "
+                       "needs xpbp[plot] (default: none)")
+    _common(bench)
     return parser
 
 
@@ -279,6 +294,31 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    _outputs(args)
+    logging.getLogger("xpbp.network").setLevel(logging.WARNING)  # no epoch lines from the fits it times
+    nets = [tuple(s) for s in args.sizes] if args.sizes else list(bench.NETS[:2] if args.quick else bench.NETS)
+    batches = args.batch_sizes or ([10, 128] if args.quick else list(bench.BATCHES))
+    for n in [b for b in batches] + [w for s in nets for w in s]:
+        validation.positive_int(n, "every size and batch size")
+    repeats = validation.positive_int(args.repeats or (2 if args.quick else 3), "repeats")
+    devices = args.devices.split(",") if args.devices else bench.devices()
+    devices = [backend.canonical(d) for d in devices]  # each checked before any is measured
+    cells = bench.grid(nets, batches, args.dtype, devices)
+    rows = bench.run(cells, repeats=repeats, target=0.1 if args.quick else 0.25, say=log.info)
+    machine, summary = bench.machine(), bench.summary(rows)
+    if args.plot:
+        bench.plot(rows, args.plot, f"xpbp fit on {machine['cpu']} ({machine['cores']} cores)")
+    if not args.json:
+        gpus = ", ".join(d["name"] for d in machine["cuda"].get("devices", [])) or "none"
+        print(f"{machine['cpu']}, {machine['cores']} cores; GPUs: {gpus}; NumPy {machine['numpy']} ({machine['numpy_blas']}); "
+              f"xpbp {machine['xpbp']}")
+        print(bench.table(summary))
+        if args.plot:
+            print(f"plot drawn in {args.plot}")
+    return {"command": "bench", "machine": machine, "cells": summary, "rows": rows, "plot": args.plot}
+
+
 def _message(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     return f"out of memory: {text}" if isinstance(e, MemoryError) and "memory" not in text else text
@@ -296,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        result = {"train": _train, "evaluate": _evaluate, "info": _info}[args.command](args)
+        result = {"train": _train, "evaluate": _evaluate, "info": _info, "bench": _bench}[args.command](args)
     except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError) as e:
         # An error every rank of a distributed run shares is told once, by rank 0.
         if not getattr(e, "agreed", False) or _rank() == 0:
