@@ -282,7 +282,10 @@ class StrictBackend(Backend):
         if isinstance(a, StrictArray):
             return a
         LEDGER.to_device.append(LEDGER._stack())
-        return StrictArray(np.array(a, copy=True), index)  # device memory is not the host's
+        a = np.array(a, copy=True)  # device memory is not the host's
+        if MEMORY_LIMIT[0] is not None and a.nbytes > MEMORY_LIMIT[0]:
+            raise OutOfMemory(f"out of memory allocating {a.nbytes} bytes (limit {MEMORY_LIMIT[0]})")
+        return StrictArray(a, index)
 
     def to_numpy(self, a) -> np.ndarray:
         LEDGER.to_host.append(LEDGER._stack())

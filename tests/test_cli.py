@@ -200,6 +200,8 @@ def no_training(r):
         (["--eta-decay", "-1"], "eta_decay must be >= 0"),
         (["--threads", "0"], "threads must be a positive integer"),
         (["--data-dir", "/nonexistent/dir"], "data_dir /nonexistent/dir does not exist"),
+        (["--plot", "curves.xyz"], r"--plot draws a PNG: give a file name ending in .png, got 'curves.xyz'"),
+        (["--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63\)"),
     ],
 )
 def test_arguments_are_checked_before_any_work(args, message, tmp_path):
@@ -221,12 +223,20 @@ def test_divergence_and_memory_errors_are_one_line(tmp_path):
     no_training(r)
 
 
+def test_a_data_dir_that_does_not_exist_is_refused_for_the_sample_too():
+    one_line_error(run("train", "--data-dir", "/nonexistent/dir", "--epochs", "1"), 1, "data_dir /nonexistent/dir does not exist")
+
+
 def test_json_failures_are_one_json_object():
     r = run("train", "--epochs", "0", "--json")
     assert r.returncode == 1 and json.loads(r.stdout) == {"error": "epochs must be a positive integer, got 0"}
     r = run("train", "--cost", "hinge", "--json")
     assert r.returncode == 2 and "invalid choice: 'hinge'" in json.loads(r.stdout)["error"]
     assert r.stdout.count("\n") == 1
+    r = run("train", "--json=yes")
+    assert r.returncode == 2 and "ignored explicit argument" in json.loads(r.stdout)["error"]
+    r = run("train", "--jso")  # no abbreviations: a misspelt option is an error, not --json
+    assert r.returncode == 2 and "unrecognized arguments: --jso" in r.stderr
 
 
 def test_quiet_prints_the_result_only(tmp_path):

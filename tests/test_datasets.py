@@ -5,6 +5,7 @@ import dataclasses
 import gzip
 import hashlib
 import http.server
+import socket
 import subprocess
 import sys
 import threading
@@ -355,7 +356,7 @@ def test_downloads_killed_earlier_leave_no_part_files(fake, server, tmp_path, mo
     cache = tmp_path / "cache" / "xpbp" / "mnist"
     cache.mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    orphan = cache / f".t10k-images-idx3-ubyte.gz.xpbp-{files._HOST}-{dead}-0123abcd.part"
+    orphan = cache / f".t10k-images-idx3-ubyte.gz.xpbp-{files._HOST}-{files._NAMESPACE}-{dead}-0123abcd.part"
     orphan.write_bytes(b"half")
     (cache / "notes.part").write_bytes(b"mine")
     monkeypatch.setenv("XPBP_DATA_URL", server)
@@ -366,3 +367,65 @@ def test_downloads_killed_earlier_leave_no_part_files(fake, server, tmp_path, mo
 def test_a_data_dir_that_does_not_exist_is_an_error(fake, tmp_path):
     with pytest.raises(datasets.DatasetError, match="data_dir .*absent does not exist"):
         datasets.load("mnist", "test", data_dir=tmp_path / "absent")
+
+
+@pytest.fixture
+def raw_server(fake, monkeypatch):
+    """A TCP server on 127.0.0.1 whose every connection ``talk(connection)`` answers."""
+    servers = []
+
+    def start(talk):
+        listener = socket.create_server(("127.0.0.1", 0))
+        stop = threading.Event()
+
+        def serve():
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=lambda: _talk(talk, connection, stop), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        servers.append((listener, stop))
+        monkeypatch.setenv("XPBP_DATA_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        return stop
+
+    yield start
+    for listener, stop in servers:
+        stop.set()
+        listener.close()
+
+
+def _talk(talk, connection, stop):
+    with connection:
+        try:
+            talk(connection, stop)
+        except OSError:
+            pass
+
+
+def test_a_server_that_does_not_speak_http_is_a_dataset_error(raw_server, tmp_path):
+    raw_server(lambda c, stop: c.sendall(b"SSH-2.0-OpenSSH_9.2\r\n"))
+    with pytest.raises(datasets.DatasetError, match="could not download .*Nothing was saved"):
+        datasets.load("mnist", "test")
+    assert cached(tmp_path) == []
+
+
+def test_the_deadline_covers_a_server_that_trickles_its_headers(raw_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE", 1.0)
+
+    def headers_forever(c, stop):
+        c.recv(4096)
+        c.sendall(b"HTTP/1.0 200 OK\r\n")
+        while not stop.wait(0.2):
+            c.sendall(b"X")  # a header line that never ends
+
+    stopping = raw_server(headers_forever)
+    try:
+        with pytest.raises(datasets.DatasetError, match="took longer than 1 s"):
+            datasets.load("mnist", "test")
+    finally:
+        stopping.set()
+    assert cached(tmp_path) == []

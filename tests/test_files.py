@@ -186,11 +186,13 @@ def test_only_orphans_of_ended_xpbp_writers_are_removed(tmp_path):
     xpbp did not name, not another target's."""
     path = tmp_path / "model.npz"
     dead, alive = finished_pid(), os.getppid()
-    orphan = tmp_path / f".model.npz.xpbp-{files._HOST}-{dead}-0123abcd.tmp"
-    keep = [tmp_path / f".model.npz.xpbp-{files._HOST}-{alive}-0123abcd.tmp",  # a writer still running
-            tmp_path / f".model.npz.xpbp-otherhost-{dead}-0123abcd.tmp",  # a writer on another machine
+    orphan = tmp_path / f".model.npz.xpbp-{files._HOST}-{files._NAMESPACE}-{dead}-0123abcd.tmp"
+    keep = [tmp_path / f".model.npz.xpbp-{files._HOST}-{files._NAMESPACE}-{alive}-0123abcd.tmp",  # a writer still running
+            tmp_path / f".model.npz.xpbp-otherhost-{files._NAMESPACE}-{dead}-0123abcd.tmp",  # a writer on another machine
+            tmp_path / f".model.npz.xpbp-{files._HOST}-1-{dead}-0123abcd.tmp",  # in another PID namespace
+            tmp_path / f".model.npz.xpbp-{files._HOST}-{files._NAMESPACE}-99999999999999999999-0123abcd.tmp",  # no pid
             tmp_path / ".model.npz.backup.tmp", tmp_path / ".model.npz.abc123.tmp",  # not xpbp's names
-            tmp_path / f".other.npz.xpbp-{files._HOST}-{dead}-0123abcd.tmp"]  # another file's
+            tmp_path / f".other.npz.xpbp-{files._HOST}-{files._NAMESPACE}-{dead}-0123abcd.tmp"]  # another file's
     for f in [orphan, *keep]:
         f.write_bytes(b"half a file")
     xpbp.Network([3, 2], device="cpu", seed=1).save(path)
@@ -300,7 +302,7 @@ def test_crafted_archives_cost_no_more_than_a_valid_file(tmp_path):
         for i in range(100_000):
             z.writestr(f"a{i}.npy", b"")
     cases = {bomb: "members an xpbp file does not: 'w9'", huge: r"w0 holds \d+ bytes of data for shape \(1048576, 524288\)",
-             many: "more than 4096 members"}
+             many: "far more than any xpbp file has"}
     for path, message in cases.items():
         def load(path=path, message=message):
             with pytest.raises(ValueError, match=message):
@@ -328,3 +330,46 @@ def test_the_data_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", Path(b).name)) or replace(a, b))
     xpbp.Network([3, 2], device="cpu", seed=1).save(tmp_path / "model.npz")
     assert events == [("fsync", False), ("replace", "model.npz"), ("fsync", True)]
+
+
+def _with_central_entry(path, member, change):
+    """Rewrite ``member``'s entry in the archive's central directory with ``change(entry)``."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        length = int.from_bytes(data[at + 28 : at + 30], "little")
+        if data[at + 46 : at + 46 + length] == name:
+            change(data, at)
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 46)
+    raise AssertionError(f"{member} not found")
+
+
+def test_crafted_zip_entries_give_value_errors_naming_the_file(tmp_path):
+    """An encrypted flag, a zip version from the future, a lying member count: each is a
+    ValueError naming the file, never zipfile's own exceptions."""
+    encrypted, future, lying = tmp_path / "encrypted.npz", tmp_path / "future.npz", tmp_path / "lying.npz"
+    for path in (encrypted, future, lying):
+        xpbp.Network([3, 4, 2], device="cpu", seed=1).save(path)
+    _with_central_entry(encrypted, "w0.npy", lambda d, at: d.__setitem__(at + 8, d[at + 8] | 1))
+    _with_central_entry(future, "w0.npy", lambda d, at: d.__setitem__(slice(at + 6, at + 8), (99).to_bytes(2, "little")))
+    data = bytearray(lying.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 12 : end + 16] = (10**8).to_bytes(4, "little")  # a directory of 100 MB, in a file of 3 KB
+    lying.write_bytes(bytes(data))
+    for path, message in ((encrypted, "w0 is corrupt or unreadable"), (future, "zip file version 9.9"),
+                          (lying, "directory declares 13 members in 100000000 bytes")):
+        with pytest.raises(ValueError, match=message) as error:
+            xpbp.load(path, device="cpu")
+        assert str(path) in str(error.value)
+
+
+def test_paths_a_save_cannot_use_are_named(tmp_path):
+    net = xpbp.Network([3, 2], device="cpu", seed=1)
+    with pytest.raises(IsADirectoryError, match="ends with /"):
+        net.save(str(tmp_path / "new.npz") + "/")
+    long = tmp_path / ("m" * 240 + ".npz")  # a long name leaves no room for a temporary one beside it
+    net.save(long)
+    assert xpbp.load(long, device="cpu").seed == 1 and [p.name for p in tmp_path.iterdir()] == [long.name]

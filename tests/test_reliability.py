@@ -153,6 +153,10 @@ def test_a_damaged_checkpoint_changes_nothing(tmp_path):
         "a string for the epoch": ({**data, "epoch": np.array("two")}, "epoch holds <U3, not integers"),
         "another data set's fingerprint": ({**data, "data_train": data["data_train"] + np.uint64(1)}, "other training data"),
         "an unknown member": ({**data, "run_patience": np.array(3)}, "members an xpbp file does not: 'run_patience'"),
+        "a negative seed": ({**data, "seed": np.array(-5)}, r"seed must be an integer in \[0, 2\*\*63\)"),
+        "an epoch count beyond int64": ({**data, "epochs_trained": np.array(2**63, dtype=np.uint64)}, "with 9223372036854775808 trained"),
+        "no training costs": ({**data, "history_train_cost": np.zeros(0)}, "lists are not 2 long"),
+        "an epoch of shape (1,)": ({**data, "epoch": np.array([2])}, r"epoch has shape \(1,\), expected \(\)"),
         "velocity cut short": ({**data, "velocity": data["velocity"][:-1]}, "velocity has shape"),
         "NaN in the last bias": ({**data, "b1": np.full_like(data["b1"], np.nan)}, "b1 is not finite"),
         "a setting with no default missing": ({k: v for k, v in data.items() if k != "run_batch_size"}, "'run_batch_size' is missing"),
@@ -305,3 +309,75 @@ def test_resume_refuses_other_data_of_the_same_size(tmp_path):
     history = xpbp.Network([4, 6, 3], device="strict").fit(X, y, validation_data=(Xv, yv), **run_kwargs(
         epochs=2, checkpoint=ckpt, resume=True))  # the same data on another device: its fingerprint is the same
     assert len(history.train_cost) == 2
+
+
+def test_resume_refuses_float64_data_whose_rows_were_swapped(tmp_path):
+    """Values such as 0.5 and 1.0 in float64 have all their low bits zero; the fingerprint
+    scrambles each element, so two swapped rows still count."""
+    rng = np.random.default_rng(3)
+    X = (rng.random((40, 4)) > 0.5).astype(np.float64)
+    y = np.repeat([0, 1], 20)
+    ckpt = tmp_path / "run.ckpt"
+    xpbp.Network([4, 3, 2], dtype="float64", device="cpu", seed=1).fit(X, y, checkpoint=ckpt, **run_kwargs(epochs=1))
+    refused = 0
+    for i, j in [(0, 1), (2, 7), (20, 33), (25, 39)]:
+        if (X[i] == X[j]).all():
+            continue
+        Z = X.copy()
+        Z[[i, j]] = Z[[j, i]]
+        with pytest.raises(ValueError, match="other training data"):
+            xpbp.Network([4, 3, 2], dtype="float64", device="cpu").fit(Z, y, checkpoint=ckpt, resume=True, **run_kwargs(epochs=1))
+        refused += 1
+    assert refused >= 3
+
+
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(tmp_path):
+    X, y = blobs()
+    net = xpbp.Network([4, 6, 3], device="cpu", seed=3)
+    before = host(net)
+    for path, error in ((tmp_path / "absent" / "run.ckpt", FileNotFoundError), (tmp_path, IsADirectoryError)):
+        with pytest.raises(error):
+            net.fit(X, y, checkpoint=path, **run_kwargs())
+        assert all(np.array_equal(a, b) for a, b in zip(before, host(net)))
+
+
+def test_divergence_errors_cross_process_boundaries():
+    import pickle
+
+    error = xpbp.DivergenceError("diverged", epoch=3, batch=2, history=xpbp.History(train_cost=[1.0]))
+    back = pickle.loads(pickle.dumps(error))
+    assert (str(back), back.epoch, back.batch, back.history.train_cost) == ("diverged", 3, 2, [1.0])
+
+
+def test_running_out_of_memory_while_setting_up_names_the_run(ledger):
+    """The buffers fit makes before its first step are covered too."""
+    X, y = blobs(n=200)
+    net = xpbp.Network([4, 300, 3], device="strict", seed=0)
+    strict.MEMORY_LIMIT[0] = 4 * (4 * 300 + 300 * 3 + 300 + 3) - 1  # the data fits, the gradient buffer does not
+    try:
+        with pytest.raises(xpbp.DeviceMemoryError, match=r"out of memory on strict:0 training layers \[4, 300, 3\]"):
+            net.fit(X, y, epochs=1, batch_size=10, eta=0.1, progress=False)
+        strict.MEMORY_LIMIT[0] = 3000  # X itself does not fit
+        with pytest.raises(xpbp.DeviceMemoryError, match="out of memory on strict:0 moving the data there"):
+            net.fit(X, y, epochs=1, batch_size=10, eta=0.1, progress=False)
+    finally:
+        strict.MEMORY_LIMIT[0] = None
+
+
+def test_huge_but_finite_parameters_are_not_divergence():
+    """The check is that every parameter and output is finite, not that their sum is: two
+    weights of 3e38 sum to Inf in float32 and are still finite."""
+    net = xpbp.Network([2, 1], activation="identity", device="cpu", seed=0)
+    net.weights[0][...] = 3e38
+    net.biases[0][...] = 0
+    history = net.fit(np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32), epochs=1, batch_size=4, eta=0.0,
+                      progress=False)
+    assert history.train_cost == [0.0]
+
+
+def test_divergence_from_one_huge_row_points_at_the_data():
+    X, y = blobs()
+    X[45] = 1e7  # in mini-batch 5; the overflow shows later
+    with pytest.raises(xpbp.DivergenceError, match=r"Its inputs reach 1e\+07: scale the data"):
+        xpbp.Network([4, 5, 3], activation="identity", device="cpu", seed=1).fit(
+            X, y, epochs=50, batch_size=10, eta=1.0, shuffle=False, progress=False)

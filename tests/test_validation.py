@@ -24,6 +24,7 @@ from xpbp import backend
         ({"init": "xavier"}, ValueError, "init must be"),
         ({"dtype": "float16"}, ValueError, "dtype must be"),
         ({"seed": -1}, ValueError, "seed must be"),
+        ({"seed": 2**63}, ValueError, r"seed must be an integer in \[0, 2\*\*63\)"),
         ({"device": "tpu"}, ValueError, "unknown device 'tpu'"),
         ({"device": "cuda:x"}, ValueError, "unknown device"),
         ({"device": 0}, TypeError, "device must be a string"),

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import backend, formats
+from . import backend, files, formats
 from .training import History, Run
 
 if TYPE_CHECKING:
@@ -73,15 +73,16 @@ class Checkpoints:
         identity = self.identity(trainer)
         return formats.Checkpoint(model, velocity, epoch, net._epochs_trained, identity.run, vars(trainer.history), identity.data)
 
-    def restore(self, trainer: Trainer) -> int:
-        """With ``resume``, load the checkpoint of this run, whole or not at all (read by
-        rank 0 and shared); the epoch to go on after, 0 when there is none yet."""
-        if not self.resume:
-            return 0
+    def start(self, trainer: Trainer) -> int:
+        """Before the first epoch: check that the checkpoint can be written (rank 0, which
+        writes it), and with ``resume`` load it, whole or not at all (read by rank 0 and
+        shared); the epoch to go on after, 0 when there is none yet."""
         saved, error = None, None
         if trainer.speaks:
             try:
-                saved = formats.read_checkpoint(self.path, self.identity(trainer)) if Path(self.path).exists() else None
+                files.writable(self.path)
+                if self.resume and Path(self.path).exists():
+                    saved = formats.read_checkpoint(self.path, self.identity(trainer))
             except (OSError, ValueError) as e:
                 error = e
         if trainer.group is not None:

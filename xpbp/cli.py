@@ -66,11 +66,11 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="xpbp", description="Backpropagation (BP1-BP4) on NumPy or CuPy.")
+    parser = _Parser(prog="xpbp", description="Backpropagation (BP1-BP4) on NumPy or CuPy.", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"xpbp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a network and report test accuracy",
+    train = commands.add_parser("train", allow_abbrev=False, help="train a network and report test accuracy",
                                 description="Train on a data set's training split, validating on its test split after "
                                 "every epoch. The defaults are the settings of Nielsen's network.py.")
     _data_options(train)
@@ -99,17 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     add("--progress", action=argparse.BooleanOptionalAction, default=None, help="a progress bar (default: when stderr is a terminal)")
     _common(train)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved model")
+    evaluate = commands.add_parser("evaluate", allow_abbrev=False, help="accuracy, per-class accuracy and confusion matrix of a saved model")
     evaluate.add_argument("model", help="a .npz file written by xpbp train --save or Network.save")
     _data_options(evaluate)
     evaluate.add_argument("--split", choices=("train", "test"), default="test", help="which split to evaluate on (default: test)")
     evaluate.add_argument("--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG; needs xpbp[plot] (default: none)")
     _common(evaluate)
 
-    info = commands.add_parser("info", help="versions, BLAS, and whether CUDA is usable")
+    info = commands.add_parser("info", allow_abbrev=False, help="versions, BLAS, and whether CUDA is usable")
     _common(info)
 
-    bench = commands.add_parser("bench", help="training throughput on this machine's CPU and GPUs",
+    bench = commands.add_parser("bench", allow_abbrev=False, help="training throughput on this machine's CPU and GPUs",
                                 description="Whole fit epochs on each device, beside the device's GEMM ceiling (the "
                                 "training step's matrix products alone), interleaved; the median examples/s of the rounds.")
     bench.add_argument("--sizes", type=_sizes, nargs="+", default=None, metavar="N,N,...",
@@ -139,6 +139,8 @@ def _outputs(args: argparse.Namespace) -> Any:
     """Check where results will be written, before any work: the plots module when
     ``--plot`` is given, and the paths of ``--save`` and ``--plot``."""
     plots = _plotting() if args.plot is not None else None
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise ValueError(f"--plot draws a PNG: give a file name ending in .png, got {args.plot!r}")
     for path in (getattr(args, "save", None), args.plot):
         if path is not None:
             files.writable(path)
@@ -156,7 +158,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         X, y, X_test, y_test = data if rank == 0 else _data(args)
     log.info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
     start = time.perf_counter()
-    history = net.fit(X, y, **settings, validation_data=(X_test, y_test), progress=args.progress, threads=args.threads, comm=comm)
+    progress = _bars(args) if args.progress is None else args.progress
+    history = net.fit(X, y, **settings, validation_data=(X_test, y_test), progress=progress, threads=args.threads, comm=comm)
     seconds = time.perf_counter() - start
     if rank != 0:
         return {}
@@ -209,8 +212,13 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
 
 
 def _data(args: argparse.Namespace) -> tuple[Any, ...]:
-    X, y = datasets.load(args.dataset, "train", data_dir=args.data_dir, download=args.download)
-    return (X, y, *datasets.load(args.dataset, "test", data_dir=args.data_dir, download=args.download))
+    where = dict(data_dir=args.data_dir, download=args.download, progress=_bars(args))
+    return (*datasets.load(args.dataset, "train", **where), *datasets.load(args.dataset, "test", **where))
+
+
+def _bars(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal, unless --quiet."""
+    return sys.stderr.isatty() and not args.quiet
 
 
 def _trained(args: argparse.Namespace, net: Network, history: Any, settings: dict[str, Any], seconds: float,
@@ -250,7 +258,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
         raise ValueError(f"{args.model} has layers {net.sizes}, which do not fit {args.dataset}'s "
                          f"{datasets.FEATURES} pixels and {datasets.CLASSES} classes")
-    X, y = datasets.load(args.dataset, args.split, data_dir=args.data_dir, download=args.download)
+    X, y = datasets.load(args.dataset, args.split, data_dir=args.data_dir, download=args.download, progress=_bars(args))
     predicted = net.predict(X)
     k = net.sizes[-1]
     confusion = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)  # rows: true class, columns: predicted
@@ -331,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as e:
         e.parser.print_usage(sys.stderr)
         print(f"{e.parser.prog}: error: {e}", file=sys.stderr)
-        if "--json" in argv:
+        if any(a == "--json" or a.startswith("--json=") for a in argv):
             print(json.dumps({"error": str(e)}))
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -346,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("xpbp: interrupted", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": "interrupted"}))
         return 130
     if args.json and result:
         print(json.dumps(result))

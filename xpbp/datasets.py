@@ -24,18 +24,15 @@ import functools
 import hashlib
 import math
 import os
-import time
-import urllib.error
-import urllib.request
+import stat
+import sys
 import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
-from . import files
+from . import downloads
 
 __all__ = ["CLASSES", "DatasetError", "FEATURES", "NAMES", "load", "load_idx", "parse_idx", "size"]
 
@@ -129,6 +126,8 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES or data[3] == 0:
         raise ValueError(f"{source} is not an IDX file: bad magic number {data[:4].hex() or '(empty)'}")
     dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
+    if ndim > 32:
+        raise ValueError(f"{source}: an IDX file of {ndim} dimensions; xpbp reads up to 32")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise ValueError(f"{source}: truncated IDX header ({len(data)} bytes, expected {header})")
@@ -137,7 +136,10 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise ValueError(f"{source}: IDX body {what}: {len(data)} bytes for shape {shape}, expected {expected}")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    except ValueError as e:  # a shape NumPy cannot hold, such as one of size 0 with huge other sizes
+        raise ValueError(f"{source}: IDX shape {shape}: {e}") from None
 
 
 def load_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
@@ -147,9 +149,12 @@ def load_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndar
 
 
 def _read(path: Path, limit: int) -> bytes:
-    """The contents of ``path``, decompressed, of at most ``limit`` bytes."""
+    """The contents of the regular file ``path``, decompressed, of at most ``limit`` bytes."""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there does not block
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"{path} is not a regular file")
             raw = f.read(_gzip_bound(limit) + 1)
     except OSError as e:
         raise ValueError(f"cannot read IDX file {path}: {e}") from None
@@ -176,8 +181,6 @@ def cache_dir(name: str) -> Path:
 
 
 def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise DatasetError(f"{name}: data_dir {data_dir} does not exist or is not a directory")
     dirs = [Path(data_dir)] if data_dir is not None else []
     if os.environ.get("XPBP_DATA"):
         dirs.append(Path(os.environ["XPBP_DATA"]) / name)
@@ -202,42 +205,7 @@ def _by_hand(name: str, filenames: list[str], dirs: list[Path]) -> str:
     )
 
 
-def _download(url: str, destination: Path, sha256: str, nbytes: int) -> None:
-    """Fetch ``url`` into a temporary file beside ``destination``, verify it, then rename it
-    into place. The transfer may take at most ``_gzip_bound(nbytes)`` bytes and
-    ``DOWNLOAD_DEADLINE`` seconds; on any failure nothing is left behind, and temporary
-    files of downloads that were killed are removed."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    files.sweep(destination, ".part")
-    fd, tmp = files.temporary(destination, ".part")
-    limit, deadline = _gzip_bound(nbytes), time.monotonic() + DOWNLOAD_DEADLINE
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_STALL) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            if total is not None and total > limit:
-                raise ValueError(f"the server offers {total} bytes, more than the {limit} this file can take")
-            with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, leave=False) as bar:
-                while chunk := response.read1(1 << 16):  # what has arrived: a trickle still meets the deadline
-                    f.write(chunk)
-                    bar.update(len(chunk))
-                    if f.tell() > limit:
-                        raise ValueError(f"the server sent more than the {limit} bytes this file can take")
-                    if time.monotonic() > deadline:
-                        raise ValueError(f"the download took longer than {DOWNLOAD_DEADLINE:g} s")
-            if total is not None and f.tell() != total:
-                raise ValueError(f"download truncated: got {f.tell()} of {total} bytes")
-            f.flush()
-            os.fsync(f.fileno())
-        _verified(_read(tmp, nbytes), url, sha256)
-        os.replace(tmp, destination)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, urllib.error.HTTPError):
-            e.close()  # an HTTP error response holds its connection open until closed
-        raise
-
-
-def _read_file(name: str, key: str, data_dir: str | os.PathLike | None, download: bool) -> np.ndarray:
+def _read_file(name: str, key: str, data_dir: str | os.PathLike | None, download: bool, progress: bool) -> np.ndarray:
     spec = _DATASETS[name]
     filename, sha256 = spec.files[key]
     dirs = _search_dirs(name, data_dir)
@@ -249,9 +217,11 @@ def _read_file(name: str, key: str, data_dir: str | os.PathLike | None, download
         url = f"{base.rstrip('/')}/{filename}.gz"
         path = cache_dir(name) / f"{filename}.gz"
         try:
-            _download(url, path, sha256, spec.nbytes(key))
-        except (OSError, ValueError, urllib.error.URLError) as e:
-            raise DatasetError(f"{name}: could not download {url}: {e}. Nothing was saved. {_by_hand(name, [filename], dirs)}") from None
+            downloads.fetch(url, path, limit=_gzip_bound(spec.nbytes(key)), deadline=DOWNLOAD_DEADLINE, stall=DOWNLOAD_STALL,
+                           verify=lambda tmp: _verified(_read(tmp, spec.nbytes(key)), url, sha256), progress=progress)
+        except downloads.FAILURES as e:
+            raise DatasetError(f"{name}: could not download {url}: {downloads.reason(e)}. Nothing was saved. "
+                               f"{_by_hand(name, [filename], dirs)}") from None
     try:
         return parse_idx(_verified(_read(path, spec.nbytes(key)), str(path), sha256), str(path))
     except (OSError, ValueError) as e:
@@ -303,16 +273,21 @@ def load(
     *,
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(X, y)`` of a data set's split: X float32 in [0, 1] of shape ``(N, 784)``, y int64
     labels ``(N,)``. Raises :class:`DatasetError` when the files cannot be had, saying how
-    to place them by hand."""
+    to place them by hand. ``progress``: a progress bar while downloading (None: when
+    stderr is a terminal)."""
     _check(name, split)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DatasetError(f"{name}: data_dir {data_dir} does not exist or is not a directory")
     if name == _SAMPLE:
         images, labels = _sample(split)
     else:
-        images = _read_file(name, f"{split}-images", data_dir, download)
-        labels = _read_file(name, f"{split}-labels", data_dir, download)
+        progress = sys.stderr.isatty() if progress is None else progress
+        images = _read_file(name, f"{split}-images", data_dir, download, progress)
+        labels = _read_file(name, f"{split}-labels", data_dir, download, progress)
         n = _DATASETS[name].sizes[split]
         if images.shape != (n, *_IMAGE_SHAPE) or labels.shape != (n,):
             raise DatasetError(f"{name} {split}: images of shape {images.shape} and labels of shape {labels.shape}, expected {(n, *_IMAGE_SHAPE)} and {(n,)}")

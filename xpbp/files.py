@@ -22,6 +22,7 @@ unpickles.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -37,39 +38,64 @@ import numpy as np
 __all__ = ["Archive", "sweep", "temporary", "writable", "write"]
 
 _MAX_MEMBERS = 4096  # far above what any xpbp file holds (2 per layer, and a few dozen more)
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "host"
+_MAX_DIRECTORY = _MAX_MEMBERS * 160  # bytes of the archive's directory: 46 a member, its name, its extras
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:32] or "host"
+
+
+def _namespace() -> str:
+    """This process's PID namespace (Linux), so that a writer in a container sharing the
+    host's name and a volume is not taken for a dead one here."""
+    try:
+        return re.sub(r"\D", "", os.readlink("/proc/self/ns/pid")) or "0"
+    except OSError:
+        return "0"
+
+
+_NAMESPACE = _namespace()
 
 
 def writable(path: str | os.PathLike) -> Path:
     """The regular file a write to ``path`` replaces or creates: ``path`` itself, or the
     file its symbolic links lead to. Raises ``OSError`` naming the problem when the
     directory does not exist or cannot be written, or when the target exists and is
-    not a regular file; nothing is touched."""
-    path = Path(path)
-    if str(path) in ("", "."):
+    not a regular file or cannot be replaced; nothing is touched."""
+    text = os.fspath(path)
+    if text in ("", "."):
         raise FileNotFoundError("cannot save to an empty path: give a file name")
+    if text.endswith(os.sep):
+        raise IsADirectoryError(f"cannot save to {text}: it names a directory (it ends with {os.sep}); give a file name")
     target = Path(os.path.realpath(path))
     try:
-        mode = os.stat(target).st_mode
+        found = os.stat(target)
     except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(f"cannot save to {path}: it is a directory; give a file name")
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device file"
-        raise FileExistsError(f"cannot save to {path}: it is {kind}, not a regular file; xpbp replaces only regular files")
+        found = None
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        if stat.S_ISDIR(found.st_mode):
+            raise IsADirectoryError(f"cannot save to {text}: it is a directory; give a file name")
+        kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "a socket" if stat.S_ISSOCK(found.st_mode) else "a device file"
+        raise FileExistsError(f"cannot save to {text}: it is {kind}, not a regular file; xpbp replaces only regular files")
     if not target.parent.is_dir():
-        raise FileNotFoundError(f"cannot save to {path}: no such directory {target.parent}")
+        raise FileNotFoundError(f"cannot save to {text}: no such directory {target.parent}")
+    folder = os.stat(target.parent)
     if not os.access(target.parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot save to {path}: the directory {target.parent} is not writable")
+        raise PermissionError(f"cannot save to {text}: the directory {target.parent} is not writable")
+    if found is not None and folder.st_mode & stat.S_ISVTX and os.geteuid() not in (0, found.st_uid, folder.st_uid):
+        raise PermissionError(f"cannot save to {text}: another user's file, in a directory where only its owner may replace it")
     return target
+
+
+def _prefix(target: Path) -> str:
+    """The start of the names of ``target``'s temporary files: the file's own name, or a
+    digest of it when it is too long to take the rest of a temporary name."""
+    name = target.name if len(target.name) <= 150 else hashlib.sha256(target.name.encode(errors="surrogateescape")).hexdigest()
+    return f".{name}.xpbp-{_HOST}-{_NAMESPACE}-"
 
 
 def temporary(target: Path, suffix: str) -> tuple[int, Path]:
     """A new temporary file beside ``target``, open for writing: ``(fd, path)``. Its mode
     is what the umask allows of 0666 (``os.open``'s rule), not ``mkstemp``'s 0600."""
     while True:
-        name = f".{target.name}.xpbp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        name = f"{_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
         try:
             return os.open(target.parent / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), target.parent / name
         except FileExistsError:
@@ -77,9 +103,10 @@ def temporary(target: Path, suffix: str) -> tuple[int, Path]:
 
 
 def sweep(target: Path, suffix: str) -> None:
-    """Delete the temporary files of ``target`` left by xpbp writers on this host whose
-    process no longer runs. Other writers' files, and files xpbp did not name, stay."""
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.xpbp-{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}{re.escape(suffix)}")
+    """Delete the temporary files of ``target`` left by xpbp writers on this host, in this
+    process namespace, whose process no longer runs. Other writers' files, and files
+    xpbp did not name, stay."""
+    pattern = re.compile(rf"{re.escape(_prefix(target))}(\d{{1,10}})-[0-9a-f]{{8}}{re.escape(suffix)}")
     try:
         names = os.listdir(target.parent)
     except OSError:
@@ -95,8 +122,8 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True  # another user's process
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process; or a number that is no process id: not to be touched
     return True
 
 
@@ -115,7 +142,10 @@ def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, 
             np.savez(f, format=np.array(format), version=np.array(version), **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except PermissionError as e:
+            raise PermissionError(f"cannot save to {os.fspath(path)}: {e.strerror} (replacing {target})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -137,6 +167,10 @@ def _sync_directory(directory: Path) -> None:
         os.close(dir_fd)
 
 
+class _Refused(ValueError):
+    """A file found not to be what it should be; the message names it and says why."""
+
+
 class Archive:
     """An ``.npz`` archive open for checked reading; use it in a ``with`` block.
 
@@ -145,29 +179,35 @@ class Archive:
 
     def __init__(self, path: str | os.PathLike, what: str) -> None:
         self.path, self.what = Path(path), what
-        if not stat.S_ISREG(os.stat(self.path).st_mode):
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put here does not block the open
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             raise ValueError(f"{path} is not a regular file, so not an {what}")
-        self._file: IO[bytes] = open(self.path, "rb")
+        self._file: IO[bytes] = os.fdopen(fd, "rb")
+        self._zip: zipfile.ZipFile | None = None
         try:
-            self._size = os.fstat(self._file.fileno()).st_size
-            self._zip = zipfile.ZipFile(self._file) if self._members() <= _MAX_MEMBERS else None
-            if self._zip is None:
-                raise self.error(f"it holds more than {_MAX_MEMBERS} members, far more than any xpbp file")
+            self._size = os.fstat(fd).st_size
+            self._directory()
+            self._zip = zipfile.ZipFile(self._file)
             infos = self._zip.infolist()
             if any(not i.filename.endswith(".npy") or i.filename.count("/") for i in infos):
                 raise self.error("it holds members that are not arrays (.npy)")
             self.names = {i.filename[:-4] for i in infos}
             if len(self.names) != len(infos):
                 raise self.error("it holds two members of one name")
-        except zipfile.BadZipFile as e:
+        except _Refused:
+            self.close()
+            raise
+        except _UNREADABLE as e:
             self.close()
             raise ValueError(f"{path} is not a valid {what} (not a readable .npz archive: {e})") from None
         except BaseException:
             self.close()
             raise
 
-    def _members(self) -> int:
-        """How many members the archive's end record declares, read before anything else."""
+    def _directory(self) -> None:
+        """Refuse an archive whose end record declares more members, or a larger
+        directory, than any xpbp file has: read before zipfile parses the directory."""
         tail = min(self._size, 22 + 65535)
         self._file.seek(self._size - tail)
         data = self._file.read(tail)
@@ -175,7 +215,9 @@ class Archive:
         if at < 0 or len(data) - at < 22:
             raise zipfile.BadZipFile("no end-of-archive record; a .npy file or a text file is not an .npz archive")
         count = int.from_bytes(data[at + 10 : at + 12], "little")
-        return _MAX_MEMBERS + 1 if count == 0xFFFF else count
+        size = int.from_bytes(data[at + 12 : at + 16], "little")
+        if count > _MAX_MEMBERS or size > _MAX_DIRECTORY:
+            raise self.error(f"its directory declares {count} members in {size} bytes, far more than any xpbp file has")
 
     def __enter__(self) -> Archive:
         return self
@@ -184,12 +226,12 @@ class Archive:
         self.close()
 
     def close(self) -> None:
-        if getattr(self, "_zip", None) is not None:
+        if self._zip is not None:
             self._zip.close()
         self._file.close()
 
     def error(self, problem: str) -> ValueError:
-        return ValueError(f"{self.path} is not a valid {self.what}: {problem}")
+        return _Refused(f"{self.path} is not a valid {self.what}: {problem}")
 
     def only(self, allowed: set[str]) -> None:
         """Refuse members other than ``allowed``."""
@@ -206,6 +248,10 @@ class Archive:
             return read(f)
         except (ValueError, KeyError, EOFError) as e:
             raise self.error(f"{name} has no valid array header ({e})") from None
+
+    def scalar(self, name: str, kinds: str) -> Any:
+        """Member ``name``: one value (an array of shape ``()``), as a Python number or str."""
+        return self.array(name, kinds, ()).item()
 
     def array(self, name: str, kinds: str, shape: tuple[int, ...] | None = None, longest: int = 1) -> np.ndarray:
         """Member ``name``: an array whose dtype kind is in ``kinds`` (``"f"``, ``"iu"``,
@@ -229,9 +275,14 @@ class Archive:
                     raise self.error(f"{name} holds {info.file_size - f.tell()} bytes of data for shape {found} of {dtype}")
                 data = f.read(size)
                 f.read()  # to the member's end, where its CRC-32 is checked
-        except zipfile.BadZipFile as e:
-            raise self.error(f"{name} is corrupt ({e})") from None
+        except _Refused:
+            raise
+        except _UNREADABLE as e:
+            raise self.error(f"{name} is corrupt or unreadable ({type(e).__name__}: {e})") from None
         return np.frombuffer(data, dtype).reshape(found, order="F" if fortran else "C")
 
 
-_KINDS = {"f": "floating-point numbers", "iu": "integers", "U": "text", "b": "a boolean"}
+_KINDS = {"f": "floating-point numbers", "iu": "integers", "U": "text", "b": "a boolean", "u": "unsigned integers"}
+# What zipfile raises for archives it cannot read: corrupt, truncated or crafted ones
+# (encrypted or compressed members, newer zip versions, member data beyond the file).
+_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError, UnicodeDecodeError, ValueError)

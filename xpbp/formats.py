@@ -137,19 +137,20 @@ def read_model(path: str | os.PathLike) -> ModelFile:
 
 def _header(archive: files.Archive, format: str, version: int) -> Config:
     """The format marker, checked, then the configuration."""
-    if "format" not in archive.names or str(archive.array("format", "U")[()]) != format:
+    if "format" not in archive.names or archive.scalar("format", "U") != format:
         raise ValueError(f"{archive.path} is not an {archive.what} (no format {format!r} marker)")
-    found = int(archive.array("version", "iu")[()])
+    found = archive.scalar("version", "iu")
     if found != version:
         older = " (written by an older xpbp)" if found < version else ""
         raise ValueError(f"{archive.path} has {archive.what} format version {found}{older}; this xpbp reads version {version}")
     sizes = archive.array("sizes", "iu", longest=_MAX_LAYERS + 1)
     if sizes.ndim != 1 or len(sizes) < 2 or (sizes < 1).any() or (sizes > 2**31).any():
         raise archive.error(f"sizes {sizes.tolist()} are not the widths of two or more layers")
-    text = [str(archive.array(k, "U")[()]) for k in _TEXT]
-    config = Config(tuple(int(n) for n in sizes), *text, int(archive.array("seed", "iu")[()]))
+    text = [archive.scalar(k, "U") for k in _TEXT]
+    config = Config(tuple(int(n) for n in sizes), *text, archive.scalar("seed", "iu"))
     try:
         validation.dtype(config.dtype)
+        validation.seed(config.seed)
     except ValueError as e:
         raise archive.error(str(e)) from None
     return config
@@ -200,11 +201,11 @@ def read_checkpoint(path: str | os.PathLike, identity: Identity) -> Checkpoint:
                 raise ValueError(f"{path} is a checkpoint of another network ({key} {getattr(config, key)} there, {value} here)")
         for key, value in identity.run.items():
             theirs = identity.defaults[key] if f"run_{key}" not in archive.names and key in identity.defaults else \
-                archive.array(f"run_{key}", "b" if isinstance(value, bool) else "iu" if isinstance(value, int) else "fiu")[()].item()
+                archive.scalar(f"run_{key}", "b" if isinstance(value, bool) else "iu" if isinstance(value, int) else "fiu")
             if theirs != value:
                 raise ValueError(f"{path} was written by a run with {key}={theirs}, this one has {key}={value}")
         for key, what in _DATA.items():
-            theirs = int(archive.array(key, "u")[()]) if key in archive.names else None
+            theirs = archive.scalar(key, "u") if key in archive.names else None
             if theirs != identity.data.get(key):
                 raise ValueError(f"{path} was written by a run on other {what} data: this run's differs in its values, order or presence")
         return _progress(archive, identity, _model(archive, config))
@@ -212,11 +213,12 @@ def read_checkpoint(path: str | os.PathLike, identity: Identity) -> Checkpoint:
 
 def _progress(archive: files.Archive, identity: Identity, model: ModelFile) -> Checkpoint:
     """The rest of a checkpoint, after its model: where the run stands."""
-    epoch, epochs_trained = int(archive.array("epoch", "iu")[()]), int(archive.array("epochs_trained", "iu")[()])
-    if not 1 <= epoch <= identity.run["epochs"] or epochs_trained < epoch:
+    epoch, epochs_trained = archive.scalar("epoch", "iu"), archive.scalar("epochs_trained", "iu")
+    if not 1 <= epoch <= identity.run["epochs"] or not epoch <= epochs_trained < 2**62:
         raise archive.error(f"it stands at epoch {epoch} of {identity.run['epochs']} with {epochs_trained} trained")
     lists = {k: archive.array(f"history_{k}", "f", longest=epoch).astype(np.float64).tolist() for k in identity.history}
-    if any(len(v) not in (0, epoch) for v in lists.values()):
+    # Every epoch has a training cost and a time; the validation lists are empty without validation data.
+    if any(len(v) != epoch if k in ("train_cost", "seconds") else len(v) not in (0, epoch) for k, v in lists.items()):
         raise archive.error(f"its history's lists are not {epoch} long, one per epoch done")
     velocity = None
     if identity.run.get("momentum"):

@@ -13,6 +13,7 @@ statistics: nothing crosses between host and device inside the batch loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -61,6 +62,13 @@ class DivergenceError(ArithmeticError):
     def __init__(self, message: str, *, epoch: int, batch: int | None, history: History) -> None:
         super().__init__(message)
         self.epoch, self.batch, self.history = epoch, batch, history
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole, so that it crosses process pools
+        return _divergence, (str(self), self.epoch, self.batch, self.history)
+
+
+def _divergence(message: str, epoch: int, batch: int | None, history: History) -> DivergenceError:
+    return DivergenceError(message, epoch=epoch, batch=batch, history=history)
 
 
 class DeviceMemoryError(MemoryError):
@@ -120,14 +128,18 @@ class Data:
     @classmethod
     def checked(cls, net: Network, X: Any, y: Any, validation_data: Any) -> Data:
         """``fit``'s data, each part validated and brought to the network's device."""
-        X = net._inputs.rows(X, "X")
-        Y, _ = net._inputs.targets(y, X.shape[0], "y")
-        if validation_data is None:
-            return cls(X, Y)
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        if validation_data is not None and (not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        Xv = net._inputs.rows(validation_data[0], "validation_data[0]")
-        return cls(X, Y, (Xv, *net._inputs.targets(validation_data[1], Xv.shape[0], "validation_data[1]")))
+        try:
+            X = net._inputs.rows(X, "X")
+            Y, _ = net._inputs.targets(y, X.shape[0], "y")
+            if validation_data is None:
+                return cls(X, Y)
+            Xv = net._inputs.rows(validation_data[0], "validation_data[0]")
+            return cls(X, Y, (Xv, *net._inputs.targets(validation_data[1], Xv.shape[0], "validation_data[1]")))
+        except MemoryError as e:
+            raise DeviceMemoryError(f"out of memory on {net.device} moving the data there: "
+                                    f"keep fewer examples on the device at once ({e})") from e
 
     def fingerprints(self, xp: Any) -> dict[str, int]:
         """Fingerprints of the training data and of the validation data (when there is
@@ -165,6 +177,14 @@ class Trainer:
     def __init__(self, net: Network, run: Run, data: Data, execution: Execution = Execution()) -> None:
         self.net, self.run, self.data, self.execution = net, run, data, execution
         self.xp, self.history, self.group = net.xp, History(), execution.group
+        with self._memory():
+            self._allocate()
+        if self.group is not None:
+            self._join()
+
+    def _allocate(self) -> None:
+        """The run's buffers: the workspace's, the velocities, and the L2 term's."""
+        net, run = self.net, self.run
         self.theta = net._sync()  # every w and b are views of θ
         self.workspace = net._workspace(run.batch_sizes)
         layout = self.workspace.layout
@@ -175,8 +195,18 @@ class Trainer:
         self._decay = self.xp.empty(k, dtype=net.dtype) if run.lmbda else None
         self._mu = net.dtype.type(run.momentum)
         self._mine = None  # the positions of this rank's examples in each epoch's order
-        if self.group is not None:
-            self._join()
+
+    @contextlib.contextmanager
+    def _memory(self) -> Iterator[None]:
+        """Report running out of memory as :class:`DeviceMemoryError`, naming what needed it."""
+        try:
+            yield
+        except MemoryError as e:
+            net, run = self.net, self.run
+            raise DeviceMemoryError(
+                f"out of memory on {net.device} training layers {net.sizes} with batch_size={run.batch_size} "
+                f"({run.examples} examples on the device): try a smaller batch_size ({e})"
+            ) from e
 
     def _join(self) -> None:
         """Start a data-parallel run: check that every rank has the same run and data, then
@@ -194,19 +224,12 @@ class Trainer:
     def train(self, checkpoints: Checkpoints | None = None) -> History:
         """The remaining epochs of the run: all, unless ``checkpoints`` resumes it, which
         also records the run as it goes."""
-        done = checkpoints.restore(self) if checkpoints is not None else 0
-        try:
-            with np.errstate(over="ignore", invalid="ignore"), threads.limit(self.net.device, self.execution.threads):
-                for epoch in range(done + 1, self.run.epochs + 1):
-                    self.epoch(epoch)  # the overflow that NumPy would warn of surfaces as DivergenceError
-                    if checkpoints is not None:
-                        checkpoints.after(self, epoch)
-        except MemoryError as e:
-            net = self.net
-            raise DeviceMemoryError(
-                f"out of memory on {net.device} training layers {net.sizes} with batch_size={self.run.batch_size} "
-                f"({self.run.examples} examples on the device): try a smaller batch_size ({e})"
-            ) from e
+        done = checkpoints.start(self) if checkpoints is not None else 0
+        with self._memory(), np.errstate(over="ignore", invalid="ignore"), threads.limit(self.net.device, self.execution.threads):
+            for epoch in range(done + 1, self.run.epochs + 1):
+                self.epoch(epoch)  # the overflow that NumPy would warn of surfaces as DivergenceError
+                if checkpoints is not None:
+                    checkpoints.after(self, epoch)
         return self.history
 
     def step(self, x: Any, y: Any, eta: float, m: int | None = None) -> Any:
@@ -249,18 +272,23 @@ class Trainer:
                 bar.update(m)
         targets = self.data.Y if mine is None else self.data.Y.take(mine, axis=0)
         # The training cost in one pass at the end, not a handful of calls per step; then
-        # θ's sum, which is finite iff every parameter is.
-        stats = [net._cost.fn(outputs, targets.T).sum() / run.examples, self.theta.sum()]
+        # whether every parameter and output is still finite.
+        stats = [net._cost.fn(outputs, targets.T).sum() / run.examples, self._finite(outputs)]
         if run.lmbda:
             stats.append(0.5 * run.decay * sum((w * w).sum() for w in net.weights))
         if self.data.validation is not None:
             stats.extend(net._totals(*self._held_out()))
         values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
         values, seconds = self._combine(values, time.perf_counter() - start)
-        if not all(map(math.isfinite, values[:2])):
+        if values[1] != 1.0:
             self._diverged(epoch, snapshot)
         net._epochs_trained += 1
         self._record(epoch, values, seconds)
+
+    def _finite(self, a: Any) -> Any:
+        """1 when θ and ``a`` hold no NaN or Inf, else 0: on the device, in the network's dtype."""
+        xp = self.xp
+        return (xp.isfinite(self.theta).all() & xp.isfinite(a).all()).astype(self.net.dtype)
 
     @property
     def speaks(self) -> bool:
@@ -282,15 +310,15 @@ class Trainer:
 
     def _combine(self, values: list[float], seconds: float) -> tuple[list[float], float]:
         """The epoch's statistics of all ranks, in one small collective: the training cost
-        and the validation totals summed, θ's sum and the L2 term (the same on every rank)
-        taken from rank 0, and the longest time."""
+        and the validation totals summed, finite only if finite on every rank, the L2 term
+        (the same on every rank) taken from rank 0, and the longest time."""
         if self.group is None:
             return values, seconds
         ranks = self.group.gather(values + [seconds])
         summed = [sum(v[i] for v in ranks) for i in range(len(values))]
-        combined = [summed[0], *ranks[0][1 : 3 if self.run.lmbda else 2], *summed[3 if self.run.lmbda else 2 :]]
-        if not all(math.isfinite(v[1]) for v in ranks):
-            combined[1] = math.nan
+        finite = min(v[1] for v in ranks)
+        l2 = ranks[0][2:3] if self.run.lmbda else []
+        combined = [summed[0], finite, *l2, *summed[2 + len(l2) :]]
         return combined, max(v[-1] for v in ranks)
 
     def _record(self, epoch: int, values: list[float], seconds: float) -> None:
@@ -348,17 +376,16 @@ class Trainer:
         for index, (m, x, y) in enumerate(self._batches(self._order()), start=1):
             before = [p.copy() for p in state]
             a = self.step(x, y, eta, m)
-            check = self.net._cost.fn(a, y).sum() + state[0].sum()
-            if not all(map(math.isfinite, self._gathered(float(backend.to_numpy(check))))):
+            if min(self._gathered(float(backend.to_numpy(self._finite(a))))) != 1.0:
                 _assign(state, before)
                 where = f"mini-batch {index} of {batches}"
                 break
         else:  # not reproduced: fall back to the epoch's start
             _assign(state, snapshot)
             index, where = None, "a mini-batch that a replay could not pin down"
-        largest = max(self._gathered(float(backend.to_numpy(abs(x).max())) if index and x.size else 0.0))
+        largest = float(backend.to_numpy(abs(self.data.X).max()))  # every rank holds all the data
         raise DivergenceError(
-            f"training diverged in epoch {epoch}, {where}: the cost or a parameter became NaN or Inf. "
+            f"training diverged in epoch {epoch}, {where}: an output or a parameter became NaN or Inf. "
             f"The network keeps its last finite parameters. {self._cause(eta, largest)}",
             epoch=epoch, batch=index, history=self.history,
         )

@@ -27,8 +27,9 @@ def positive_int(value: Any, name: str) -> int:
 
 
 def seed(value: Any) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
-        raise ValueError(f"seed must be a non-negative integer or None, got {value!r}")
+    """A seed: None, or an integer in [0, 2**63) (files keep it as an int64)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**63):
+        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got {value!r}")
     return None if value is None else int(value)
 
 
@@ -49,6 +50,8 @@ def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if not (low <= v and (v < high if high_open else v <= high)):
@@ -170,27 +173,29 @@ class Inputs:
 
 
 def fingerprint(xp: Any, *arrays: Any) -> Any:
-    """A 64-bit checksum of the bits of 2-D arrays, on their device (a 0-d array): Σᵢⱼ
-    bitsᵢⱼ rᵢ cⱼ (mod 2⁶⁴) with pseudo-random odd weights for each row and column, so that
-    other values, or the same rows in another order, give another number. Integer
-    arithmetic, so it is the same on every device; blocks of rows bound its memory."""
+    """A 64-bit checksum of 2-D arrays, on their device (a 0-d array): Σᵢⱼ h(bitsᵢⱼ) rᵢ cⱼ
+    (mod 2⁶⁴), where h scrambles each element's bits (so that values whose low bits are
+    all zero, such as 0.5 in float64, still count in full) and rᵢ, cⱼ are pseudo-random
+    odd weights for each row and column: other values, or the same rows in another
+    order, give another number. Integer arithmetic, so it is the same on every device;
+    blocks of rows bound its memory."""
     total = xp.zeros(1, dtype=np.uint64)  # an array, not a scalar: NumPy's scalars warn when they wrap
     for a in arrays:
         bits = a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
-        cols = _mix(xp.arange(bits.shape[1], dtype=np.uint64) + np.uint64(1 << 32))
+        cols = _scramble(xp.arange(bits.shape[1], dtype=np.uint64) + np.uint64(1 << 32)) | np.uint64(1)
         for k in range(0, bits.shape[0], _BLOCK):
-            rows = _mix(xp.arange(k, min(k + _BLOCK, bits.shape[0]), dtype=np.uint64))
-            total += (xp.matmul(bits[k : k + _BLOCK].astype(np.uint64), cols) * rows).sum()
-        total = _mix(total)
+            rows = _scramble(xp.arange(k, min(k + _BLOCK, bits.shape[0]), dtype=np.uint64)) | np.uint64(1)
+            total += (xp.matmul(_scramble(bits[k : k + _BLOCK].astype(np.uint64)), cols) * rows).sum()
+        total = _scramble(total)
     return total[0]
 
 
 _BLOCK = 4096
 
 
-def _mix(z: Any) -> Any:
-    """SplitMix64's finaliser, elementwise on uint64 (odd at the end, so never a zero weight)."""
+def _scramble(z: Any) -> Any:
+    """SplitMix64's finaliser, elementwise on uint64: a bijection that spreads every bit."""
     z = z * np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return (z ^ (z >> np.uint64(31))) | np.uint64(1)
+    return z ^ (z >> np.uint64(31))
