@@ -242,3 +242,43 @@ def test_json_failures_are_one_json_object():
 def test_quiet_prints_the_result_only(tmp_path):
     r = run("train", "--epochs", "1", "--device", "cpu", "--quiet")
     assert r.returncode == 0 and r.stderr == "" and r.stdout.startswith("test accuracy ")
+
+
+def test_evaluating_on_what_the_model_was_trained_on_is_flagged(tmp_path):
+    model = tmp_path / "m.npz"
+    assert run("train", "--epochs", "1", "--seed", "1", "--device", "cpu", "--save", str(model)).returncode == 0
+    r = run("evaluate", str(model), "--split", "train", "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "was trained on mnist-sample train, which holds 8000 of the 8000 examples of mnist-sample train" in r.stderr
+    assert json.loads(r.stdout)["seen_in_training"] == 8000
+    r = run("evaluate", str(model), "--device", "cpu")
+    assert r.returncode == 0 and "warning" not in r.stderr
+
+
+def test_help_explains_every_option_and_shows_each_default_once():
+    for command in ("train", "evaluate", "bench"):
+        r = run(command, "--help")
+        assert r.returncode == 0
+        options = re.split(r"\n  (?=-)", r.stdout.split("options:")[1])[1:]
+        for text in options:
+            flat = " ".join(text.split())
+            assert flat.count("(default:") <= 1, flat
+            name = flat.split()[0]
+            if name not in ("-h,", "--json", "-q,", "--quick"):
+                assert "(default:" in flat or "default" in flat, flat
+
+
+def test_the_device_choice_is_a_note_not_an_error():
+    r = run("train", "--epochs", "1")
+    assert r.returncode == 0 and "xpbp: device" not in r.stderr and "xpbp: error" not in r.stderr
+    assert "device 'auto' chose" in r.stderr
+    assert "device 'auto'" not in run("train", "--epochs", "1", "--quiet").stderr
+
+
+def test_the_sklearn_wrapper_without_scikit_learn_says_how_to_get_it(tmp_path):
+    shim = tmp_path / "shim" / "sklearn"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError(\"No module named 'sklearn'\")\n")
+    r = subprocess.run([sys.executable, "-c", "import xpbp.sklearn"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join([str(shim.parent), os.environ.get("PYTHONPATH", "")])})
+    assert r.returncode == 1 and "xpbp.sklearn needs scikit-learn" in r.stderr and "pip install 'xpbp[sklearn]'" in r.stderr

@@ -429,3 +429,13 @@ def test_the_deadline_covers_a_server_that_trickles_its_headers(raw_server, tmp_
     finally:
         stopping.set()
     assert cached(tmp_path) == []
+
+
+@pytest.mark.parametrize("trained_on, name, split, shared", [
+    ("mnist-sample:train", "mnist", "test", 8000), ("mnist-sample:test", "mnist", "test", 2000),
+    ("mnist-sample:train", "mnist-sample", "train", 8000), ("mnist-sample:train", "mnist-sample", "test", 0),
+    ("mnist:train", "mnist", "test", 0), ("mnist:test", "mnist-sample", "test", 2000),
+    ("fashion-mnist:train", "mnist", "train", 0), (None, "mnist", "test", 0), ("something else", "mnist", "test", 0)])
+def test_what_a_model_has_seen_of_a_split(trained_on, name, split, shared):
+    """mnist-sample is MNIST's test split, 8,000 digits to train on and 2,000 to test."""
+    assert datasets.overlap(trained_on, name, split) == shared

@@ -373,3 +373,17 @@ def test_paths_a_save_cannot_use_are_named(tmp_path):
     long = tmp_path / ("m" * 240 + ".npz")  # a long name leaves no room for a temporary one beside it
     net.save(long)
     assert xpbp.load(long, device="cpu").seed == 1 and [p.name for p in tmp_path.iterdir()] == [long.name]
+
+
+def test_a_model_remembers_what_it_was_trained_on_and_older_files_still_load(tmp_path):
+    net = xpbp.Network([3, 2], device="cpu", seed=1)
+    net.trained_on = "mnist-sample:train"
+    net.save(tmp_path / "m.npz")
+    assert xpbp.load(tmp_path / "m.npz", device="cpu").trained_on == "mnist-sample:train"
+    older = {k: v for k, v in np.load(tmp_path / "m.npz").items() if k != "trained_on"}
+    _npz(tmp_path / "v1.npz", **{**older, "version": np.array(1)})  # as xpbp 0.1 wrote them
+    back = xpbp.load(tmp_path / "v1.npz", device="cpu")
+    assert back.trained_on is None and np.array_equal(back.weights[0], net.weights[0])
+    _npz(tmp_path / "v0.npz", **{**older, "version": np.array(0)})
+    with pytest.raises(ValueError, match=r"version 0 \(written by an older xpbp\); this xpbp reads version 1 or 2"):
+        xpbp.load(tmp_path / "v0.npz", device="cpu")

@@ -276,3 +276,17 @@ def test_divergence_caused_by_weight_decay_blames_lambda(device, rng):
     net = xpbp.Network([4, 5, 3], device=device, seed=1)
     with pytest.raises(xpbp.DivergenceError, match=r"1 - eta\*lmbda/N = -9, beyond -1; try a smaller lmbda \(lmbda=200\)"):
         net.fit(X, y, epochs=50, batch_size=20, eta=1.0, lmbda=200.0, progress=False)
+
+
+@pytest.mark.parametrize("output, cost, eta", [("sigmoid", "quadratic", 3.0), ("sigmoid", "cross_entropy", 0.5),
+                                               ("softmax", "log_likelihood", 0.1)])
+def test_fit_defaults_are_nielsens(rng, output, cost, eta):
+    """30 epochs, mini-batches of 10 and the η Nielsen uses with the cost."""
+    X, y = blobs(rng, n=40)
+    a = xpbp.Network([4, 5, 3], output_activation=output, cost=cost, device="cpu", seed=2)
+    history = a.fit(X, y, progress=False)
+    b = xpbp.Network([4, 5, 3], output_activation=output, cost=cost, device="cpu", seed=2)
+    b.fit(X, y, epochs=30, batch_size=10, eta=eta, progress=False)
+    assert len(history.train_cost) == 30 and all(np.array_equal(p, q) for p, q in zip(weights(a), weights(b)))
+    tiny = xpbp.Network([4, 5, 3], device="cpu", seed=2)
+    assert len(tiny.fit(X[:6], y[:6], epochs=2, progress=False).train_cost) == 2  # m = N when N < 10

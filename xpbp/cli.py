@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__, backend, bench, datasets, distributed, files, training, validation
+from . import __version__, backend, bench, costs, datasets, distributed, files, training, validation
 from .activations import HIDDEN
 from .network import Network, load
 
@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1) (default: scaled)")
     add("--epochs", type=int, default=30, help="passes over the training data (default: 30)")
     add("--batch-size", type=int, default=10, help="mini-batch size m (default: 10)")
-    add("--eta", type=float, default=3.0, help="learning rate η (default: 3.0)")
+    add("--eta", type=float, default=None, help="learning rate η (default: Nielsen's for the cost: 3.0 quadratic, "
+        "0.5 cross_entropy, 0.1 log_likelihood)")
     add("--eta-decay", type=float, default=0.0, help="learning-rate schedule: η/(1 + decay·(epoch − 1)) (default: 0, constant)")
     add("--lmbda", type=float, default=0.0, help="L2 regularisation λ (default: 0)")
     add("--momentum", type=float, default=0.0, help="momentum coefficient μ, in [0, 1) (default: 0)")
@@ -164,6 +165,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     if rank != 0:
         return {}
     if args.save is not None:
+        net.trained_on = f"{args.dataset}:train"
         net.save(args.save)
     if plots:
         plots.learning_curves(history, args.plot, title=f"{args.dataset}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}")
@@ -203,7 +205,8 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
     if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
         raise ValueError(f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
                          f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}")
-    settings = dict(epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, eta_decay=args.eta_decay,
+    eta = costs.get(net.cost_name).eta if args.eta is None else args.eta
+    settings = dict(epochs=args.epochs, batch_size=args.batch_size, eta=eta, eta_decay=args.eta_decay,
                     lmbda=args.lmbda, momentum=args.momentum)
     training.Run.checked(datasets.size(args.dataset, "train"), **settings, shuffle=True)  # before the data is loaded
     if args.threads is not None:
@@ -258,6 +261,11 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
         raise ValueError(f"{args.model} has layers {net.sizes}, which do not fit {args.dataset}'s "
                          f"{datasets.FEATURES} pixels and {datasets.CLASSES} classes")
+    shared = datasets.overlap(net.trained_on, args.dataset, args.split)
+    if shared:
+        log.warning("warning: %s was trained on %s, which holds %d of the %d examples of %s %s: this accuracy is not "
+                    "measured on unseen data", args.model, net.trained_on.replace(":", " "), shared,
+                    datasets.size(args.dataset, args.split), args.dataset, args.split)
     X, y = datasets.load(args.dataset, args.split, data_dir=args.data_dir, download=args.download, progress=_bars(args))
     predicted = net.predict(X)
     k = net.sizes[-1]
@@ -277,7 +285,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if args.plot:
             print(f"confusion matrix drawn in {args.plot}")
     return {"command": "evaluate", "model": args.model, "dataset": args.dataset, "split": args.split, "device": net.device,
-            "accuracy": accuracy, "per_class_accuracy": per_class.tolist(), "confusion_matrix": confusion.tolist(),
+            "trained_on": net.trained_on, "seen_in_training": shared, "accuracy": accuracy, "per_class_accuracy": per_class.tolist(), "confusion_matrix": confusion.tolist(),
             "plot": args.plot}
 
 

@@ -36,6 +36,8 @@ class Cost:
     name = ""
     # The output activation whose σ′ cancels in ``delta``; None means any elementwise one.
     requires: str | None = None
+    # The learning rate Nielsen's examples use with this cost: fit's default for η.
+    eta = 3.0
 
     def fn(self, a: Any, y: Any) -> Any:
         raise NotImplementedError
@@ -55,6 +57,7 @@ class QuadraticCost(Cost):
     """Cₓ = ½‖y − a‖²."""
 
     name = "quadratic"
+    eta = 3.0  # network.py, chapter 1
 
     def fn(self, a: Any, y: Any) -> Any:
         d = a - y
@@ -69,6 +72,7 @@ class CrossEntropyCost(Cost):
 
     name = "cross_entropy"
     requires = "sigmoid"
+    eta = 0.5  # network2.py, chapter 3
 
     def fn(self, a: Any, y: Any) -> Any:
         return -(_xlog(y, a) + _xlog(1 - y, 1 - a)).sum(axis=0)
@@ -86,6 +90,7 @@ class LogLikelihoodCost(Cost):
 
     name = "log_likelihood"
     requires = "softmax"
+    eta = 0.1  # network3.py's softmax output layers
 
     def fn(self, a: Any, y: Any) -> Any:
         return -_xlog(y, a).sum(axis=0)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from . import downloads
 
-__all__ = ["CLASSES", "DatasetError", "FEATURES", "NAMES", "load", "load_idx", "parse_idx", "size"]
+__all__ = ["CLASSES", "DatasetError", "FEATURES", "NAMES", "load", "load_idx", "overlap", "parse_idx", "size"]
 
 
 class DatasetError(RuntimeError):
@@ -258,6 +258,25 @@ def size(name: str, split: str) -> int:
     if name == _SAMPLE:
         return _SAMPLE_TRAIN if split == "train" else 10000 - _SAMPLE_TRAIN
     return _DATASETS[name].sizes[split]
+
+
+def _source(name: str, split: str) -> tuple[str, str, int, int]:
+    """Where a split's examples come from: the published data set, its split, and the
+    range of its examples (the embedded sample is MNIST's test split)."""
+    if name == _SAMPLE:
+        return ("mnist", "test", 0, _SAMPLE_TRAIN) if split == "train" else ("mnist", "test", _SAMPLE_TRAIN, 10000)
+    return (name, split, 0, _DATASETS[name].sizes[split])
+
+
+def overlap(trained_on: str | None, name: str, split: str) -> int:
+    """How many of the examples of ``name``'s ``split`` are among those of ``trained_on``
+    (``"<data set>:<split>"``, as a model file records it); 0 when that is not known."""
+    _check(name, split)
+    theirs = (trained_on or "").split(":")
+    if len(theirs) != 2 or theirs[0] not in NAMES or theirs[1] not in ("train", "test"):
+        return 0
+    a, b = _source(*theirs), _source(name, split)
+    return max(0, min(a[3], b[3]) - max(a[2], b[2])) if a[:2] == b[:2] else 0
 
 
 def _check(name: str, split: str) -> None:

@@ -6,7 +6,8 @@ name and a version. A read checks every field against the format before it retur
 so that a caller that gets a result can apply it whole: nothing is changed by a file
 that turns out to be bad half-way. A member the format does not name is refused.
 
-**Model**, format ``xpbp-model``, version 1 (:func:`write_model`, :func:`read_model`):
+**Model**, format ``xpbp-model``, version 2 (:func:`write_model`, :func:`read_model`; version 1
+files, the same without ``trained_on``, are read too):
 
 ============================  ==========================================================
 ``sizes``                     int64, the layer widths, input first (2 to 1001 of them)
@@ -18,6 +19,8 @@ that turns out to be bad half-way. A member the format does not name is refused.
 ``seed``                      int64, the network's seed
 ``w0`` … ``w{L-1}``           the weight matrices, ``(sizes[l+1], sizes[l])``, finite in ``dtype``
 ``b0`` … ``b{L-1}``           the bias vectors, ``(sizes[l+1], 1)``, finite in ``dtype``
+``trained_on``                str, optional: the data the network was trained on, as
+                              ``"<data set>:<split>"`` (``xpbp train`` records it)
 ============================  ==========================================================
 
 **Checkpoint**, format ``xpbp-checkpoint``, version 2 (:func:`write_checkpoint`,
@@ -51,7 +54,8 @@ from . import files, validation
 
 __all__ = ["Checkpoint", "Config", "Identity", "ModelFile", "read_checkpoint", "read_model", "write_checkpoint", "write_model"]
 
-MODEL = ("xpbp-model", 1)
+MODEL = ("xpbp-model", 2)
+_MODELS_READ = (1, 2)  # version 2 added trained_on
 CHECKPOINT = ("xpbp-checkpoint", 2)
 _TEXT = ("activation", "output_activation", "cost", "init", "dtype")
 _MAX_LAYERS = 1000
@@ -82,12 +86,13 @@ class Config:
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model file's contents, checked: its configuration and host copies of its
-    parameters, in the configuration's dtype."""
+    """A model file's contents, checked: its configuration, host copies of its
+    parameters in the configuration's dtype, and what it was trained on, if known."""
 
     config: Config
     weights: list[np.ndarray]
     biases: list[np.ndarray]
+    trained_on: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,8 @@ class Identity:
 
 
 def write_model(path: str | os.PathLike, model: ModelFile) -> None:
-    files.write(path, *MODEL, _parameters(model.config.arrays(), model.weights, model.biases))
+    known = {"trained_on": np.array(model.trained_on)} if model.trained_on is not None else {}
+    files.write(path, *MODEL, _parameters({**model.config.arrays(), **known}, model.weights, model.biases))
 
 
 def _parameters(arrays: dict[str, np.ndarray], weights: list[np.ndarray], biases: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -130,19 +136,22 @@ def _parameters(arrays: dict[str, np.ndarray], weights: list[np.ndarray], biases
 def read_model(path: str | os.PathLike) -> ModelFile:
     """The checked contents of a model file; ``ValueError`` naming the file and the problem."""
     with files.Archive(path, "xpbp model file") as archive:
-        config = _header(archive, *MODEL)
-        archive.only(config.names())
-        return _model(archive, config)
+        config = _header(archive, MODEL[0], _MODELS_READ)
+        archive.only(config.names() | {"trained_on"})
+        model = _model(archive, config)
+        trained_on = archive.scalar("trained_on", "U") if "trained_on" in archive.names else None
+        return ModelFile(model.config, model.weights, model.biases, trained_on)
 
 
-def _header(archive: files.Archive, format: str, version: int) -> Config:
+def _header(archive: files.Archive, format: str, versions: tuple[int, ...]) -> Config:
     """The format marker, checked, then the configuration."""
     if "format" not in archive.names or archive.scalar("format", "U") != format:
         raise ValueError(f"{archive.path} is not an {archive.what} (no format {format!r} marker)")
     found = archive.scalar("version", "iu")
-    if found != version:
-        older = " (written by an older xpbp)" if found < version else ""
-        raise ValueError(f"{archive.path} has {archive.what} format version {found}{older}; this xpbp reads version {version}")
+    if found not in versions:
+        older = " (written by an older xpbp)" if found < min(versions) else ""
+        raise ValueError(f"{archive.path} has {archive.what} format version {found}{older}; "
+                         f"this xpbp reads version {' or '.join(map(str, versions))}")
     sizes = archive.array("sizes", "iu", longest=_MAX_LAYERS + 1)
     if sizes.ndim != 1 or len(sizes) < 2 or (sizes < 1).any() or (sizes > 2**31).any():
         raise archive.error(f"sizes {sizes.tolist()} are not the widths of two or more layers")
@@ -193,7 +202,7 @@ def read_checkpoint(path: str | os.PathLike, identity: Identity) -> Checkpoint:
     """The checked contents of a checkpoint of the run ``identity`` describes;
     ``ValueError`` naming the file and the first mismatch or damage."""
     with files.Archive(path, "xpbp checkpoint") as archive:
-        config = _header(archive, *CHECKPOINT)
+        config = _header(archive, CHECKPOINT[0], (CHECKPOINT[1],))
         archive.only(config.names() | {"velocity", "epoch", "epochs_trained", *(f"run_{k}" for k in identity.run),
                                        *(f"history_{k}" for k in identity.history), *_DATA})
         for key, value in vars(identity.config).items():

@@ -118,6 +118,7 @@ class Network:
         self._on(backend.canonical(device))
         self._layout = Layout(tuple(self.sizes))
         self._epochs_trained = 0
+        self.trained_on: str | None = None  # "<data set>:<split>" when known (xpbp train sets it); saved with the model
 
     def _on(self, device: str) -> None:
         """Make ``device`` (canonical) the network's, for what it makes and checks from now on."""
@@ -212,9 +213,9 @@ class Network:
         X: Any,
         y: Any,
         *,
-        epochs: int,
-        batch_size: int,
-        eta: float,
+        epochs: int = 30,
+        batch_size: int | None = None,
+        eta: float | None = None,
         lmbda: float = 0.0,
         momentum: float = 0.0,
         validation_data: tuple[Any, Any] | None = None,
@@ -236,7 +237,9 @@ class Network:
         Parameters
         ----------
         X, y : examples as rows, ``(N, sizes[0])``; integer labels ``(N,)`` or targets ``(N, sizes[-1])``.
-        epochs, batch_size, eta : passes over the data, the mini-batch size m, the learning rate η.
+        epochs, batch_size, eta : passes over the data, the mini-batch size m and the learning rate η;
+            by default Nielsen's 30 epochs, m = 10 (or N when N < 10) and his η for the cost
+            (3.0 for the quadratic cost, 0.5 for cross-entropy, 0.1 for log-likelihood).
         lmbda, momentum : the L2 term λ ≥ 0 and the momentum μ in [0, 1).
         validation_data : ``(X_val, y_val)``, whose cost and accuracy each epoch records.
         shuffle, progress : a new order each epoch; a progress bar (None: when stderr is a terminal).
@@ -254,8 +257,10 @@ class Network:
         group = distributed.Group(comm, self.device) if comm is not None else None
         with group.agreeing() if group else contextlib.nullcontext():  # what one rank refuses, all refuse
             data = training.Data.checked(self, X, y, validation_data)
-            run = training.Run.checked(data.X.shape[0], epochs=epochs, batch_size=batch_size, eta=eta,
-                                       eta_decay=eta_decay, lmbda=lmbda, momentum=momentum, shuffle=shuffle)
+            n = data.X.shape[0]  # the defaults are Nielsen's: 30 epochs, mini-batches of 10, η of the cost
+            run = training.Run.checked(n, epochs=epochs, batch_size=min(10, n) if batch_size is None else batch_size,
+                                       eta=self._cost.eta if eta is None else eta, eta_decay=eta_decay, lmbda=lmbda,
+                                       momentum=momentum, shuffle=shuffle)
             checkpoint_every = validation.positive_int(checkpoint_every, "checkpoint_every")
             if resume and checkpoint is None:
                 raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
@@ -332,7 +337,8 @@ class Network:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         params = state.pop("weights") + state.pop("biases")
-        state.pop("_work", None)  # pickles of xpbp 0.1 carry an empty one
+        state.pop("_work", None)  # pickles of xpbp 0.1 carry an empty one, and no trained_on
+        state.setdefault("trained_on", None)
         self.__dict__.update(state)
         try:
             self.device = backend.canonical(self.device)
@@ -350,7 +356,7 @@ class Network:
         any previous file at ``path`` as it was."""
         L = len(self.sizes) - 1
         params = self._host_parameters()
-        formats.write_model(path, formats.ModelFile(self._config(), params[:L], params[L:]))
+        formats.write_model(path, formats.ModelFile(self._config(), params[:L], params[L:], self.trained_on))
 
 
 def _finite_outputs(bad: int, n: int) -> None:
@@ -372,4 +378,5 @@ def load(path: str | os.PathLike, device: str = "auto") -> Network:
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} is a damaged xpbp model file: {e}") from None
     net._place(np.concatenate([p.ravel() for p in model.weights + model.biases]))
+    net.trained_on = model.trained_on
     return net
