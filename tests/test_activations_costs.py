@@ -76,3 +76,10 @@ def test_relu_prime_at_zero_is_zero(device):
     assert to_numpy(relu.prime(z)).tolist() == [[0.0, 0.0, 1.0]]
     out = to_device(np.full((1, 3), 7.0), device)
     assert to_numpy(relu.prime(z, out=out)).tolist() == [[0.0, 0.0, 1.0]]
+
+
+def test_logarithms_are_guarded_at_the_smallest_normal_number():
+    """−ln a for a = 1e-10 (representable in float32) is 23.03, not cut short by a larger guard."""
+    a = np.array([[1e-10]], dtype=np.float32)
+    assert costs.get("cross_entropy").fn(a, np.ones_like(a))[0] == pytest.approx(-np.log(1e-10), rel=1e-6)
+    assert costs.get("log_likelihood").fn(a, np.ones_like(a))[0] == pytest.approx(-np.log(1e-10), rel=1e-6)

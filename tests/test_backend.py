@@ -110,5 +110,13 @@ def test_fused_operation_is_one_cupy_kernel_on_cuda(_):
         a = cupy.empty(z.shape, dtype)
         xpbp.activations.Sigmoid().fn(cupy.asarray(z, dtype), out=a)
         np.testing.assert_allclose(cupy.asnumpy(a), 1 / (1 + np.exp(-z)), rtol=4 * np.finfo(dtype).eps, atol=0)
-    kernel = backend._BACKENDS["cuda"]._kernel(xpbp.activations._sigmoid)
+    kernel = backend._BACKENDS["cuda"]._kernels[xpbp.activations._sigmoid]
     assert isinstance(kernel, cupy._core.fusion.Fusion)
+
+
+def test_cuda_device_indices_are_checked(monkeypatch):
+    monkeypatch.setattr(backend, "cupy", object())  # importable, for the check's sake
+    monkeypatch.setattr(backend._BACKENDS["cuda"], "count", lambda: 2)
+    backend._BACKENDS["cuda"].check(1)
+    with pytest.raises(RuntimeError, match="device 'cuda:2' does not exist: this machine has 2 CUDA device"):
+        backend._BACKENDS["cuda"].check(2)

@@ -9,6 +9,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import xpbp
@@ -145,7 +146,8 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
     shim = tmp_path / "shim" / "matplotlib"
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError(\"No module named 'matplotlib'\")\n")
-    r = run("train", "--epochs", "1", "--plot", str(tmp_path / "c.png"), env={"PYTHONPATH": str(shim.parent)})
+    r = run("train", "--epochs", "1", "--plot", str(tmp_path / "c.png"),
+            env={"PYTHONPATH": os.pathsep.join([str(shim.parent), os.environ.get("PYTHONPATH", "")])})
     one_line_error(r, 1, r"--plot needs matplotlib .*pip install 'xpbp\[plot\]'")
     assert not (tmp_path / "c.png").exists()
 
@@ -282,3 +284,18 @@ def test_the_sklearn_wrapper_without_scikit_learn_says_how_to_get_it(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import xpbp.sklearn"], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(shim.parent), os.environ.get("PYTHONPATH", "")])})
     assert r.returncode == 1 and "xpbp.sklearn needs scikit-learn" in r.stderr and "pip install 'xpbp[sklearn]'" in r.stderr
+
+
+def test_the_confusion_matrix_has_a_row_per_true_class(tmp_path):
+    """Each row sums to the number of test examples of that class."""
+    model = tmp_path / "m.npz"
+    xpbp.Network([784, 10], device="cpu", seed=0).save(model)
+    r = run("evaluate", str(model), "--device", "cpu", "--json")
+    _, y = xpbp.datasets.load("mnist-sample", "test")
+    assert [sum(row) for row in json.loads(r.stdout)["confusion_matrix"]] == np.bincount(y, minlength=10).tolist()
+
+
+def test_more_output_neurons_than_classes_train():
+    r = run("train", "--sizes", "784,12", "--epochs", "1", "--device", "cpu", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["network"]["sizes"] == [784, 12]

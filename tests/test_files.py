@@ -387,3 +387,10 @@ def test_a_model_remembers_what_it_was_trained_on_and_older_files_still_load(tmp
     _npz(tmp_path / "v0.npz", **{**older, "version": np.array(0)})
     with pytest.raises(ValueError, match=r"version 0 \(written by an older xpbp\); this xpbp reads version 1 or 2"):
         xpbp.load(tmp_path / "v0.npz", device="cpu")
+
+
+def test_an_archive_of_exactly_the_most_members_opens(tmp_path):
+    path = tmp_path / "many.npz"
+    np.savez(path, **{f"a{i}": np.zeros(1) for i in range(files._MAX_MEMBERS)})
+    with files.Archive(path, "test archive") as archive:
+        assert len(archive.names) == files._MAX_MEMBERS

@@ -381,3 +381,19 @@ def test_divergence_from_one_huge_row_points_at_the_data():
     with pytest.raises(xpbp.DivergenceError, match=r"Its inputs reach 1e\+07: scale the data"):
         xpbp.Network([4, 5, 3], activation="identity", device="cpu", seed=1).fit(
             X, y, epochs=50, batch_size=10, eta=1.0, shuffle=False, progress=False)
+
+
+def test_resume_with_validation_data_the_checkpoint_was_written_without_is_refused(tmp_path):
+    X, y = blobs()
+    ckpt = tmp_path / "run.ckpt"
+    xpbp.Network([4, 6, 3], device="cpu", seed=3).fit(X, y, checkpoint=ckpt, **run_kwargs(epochs=2))
+    with pytest.raises(ValueError, match="other validation data"):
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, validation_data=(X, y), checkpoint=ckpt, resume=True,
+                                                  **run_kwargs(epochs=2))
+
+
+def test_a_checkpoint_is_written_after_the_last_epoch_too(tmp_path):
+    X, y = blobs()
+    ckpt = tmp_path / "run.ckpt"
+    xpbp.Network([4, 6, 3], device="cpu", seed=3).fit(X, y, checkpoint=ckpt, checkpoint_every=2, **run_kwargs(epochs=3))
+    assert int(np.load(ckpt)["epoch"]) == 3

@@ -290,3 +290,30 @@ def test_fit_defaults_are_nielsens(rng, output, cost, eta):
     assert len(history.train_cost) == 30 and all(np.array_equal(p, q) for p, q in zip(weights(a), weights(b)))
     tiny = xpbp.Network([4, 5, 3], device="cpu", seed=2)
     assert len(tiny.fit(X[:6], y[:6], epochs=2, progress=False).train_cost) == 2  # m = N when N < 10
+
+
+def test_a_short_last_mini_batch_is_averaged_over_its_own_size(rng):
+    """22 examples in mini-batches of 4: the last has 2, and its gradient is their mean."""
+    X, y = blobs(rng, n=22)
+    net = xpbp.Network([4, 5, 3], dtype="float64", device="cpu", seed=6)
+    want = reference_sgd(net, X, np.eye(3)[y], epochs=1, batch_size=4, eta=0.8, lmbda=1.0)
+    net.fit(X, y, epochs=1, batch_size=4, eta=0.8, lmbda=1.0, shuffle=False, progress=False)
+    for got, exp in zip(weights(net), want):
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
+
+
+def test_validation_cost_and_accuracy_are_per_validation_example(device, rng):
+    """A validation set smaller than the training set: its cost is its own mean."""
+    X, y = blobs(rng, n=40)
+    net = xpbp.Network([4, 5, 3], dtype="float64", device=device, seed=1)
+    history = net.fit(X, y, epochs=1, batch_size=8, eta=0.0, validation_data=(X[:10], y[:10]), progress=False)
+    assert history.val_cost == [pytest.approx(net.cost(X[:10].T, np.eye(3)[y[:10]].T), rel=1e-12)]
+    assert history.val_accuracy == [pytest.approx(net.evaluate(X[:10], y[:10]))]
+
+
+def test_divergence_by_weight_decay_at_another_learning_rate_leaves_finite_parameters(device, rng):
+    X, y = blobs(rng, n=20)
+    net = xpbp.Network([4, 5, 3], device=device, seed=1)
+    with pytest.raises(xpbp.DivergenceError, match=r"1 - eta\*lmbda/N = -9, beyond -1; try a smaller lmbda \(lmbda=400\)"):
+        net.fit(X, y, epochs=60, batch_size=20, eta=0.5, lmbda=400.0, progress=False)
+    assert all(np.isfinite(p).all() for p in weights(net))

@@ -16,9 +16,11 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +107,7 @@ class Backend:
         """The index of the current device, for a name without ``:N``."""
         return 0
 
-    def using(self, index: int) -> ContextManager[Any]:
+    def using(self, index: int) -> AbstractContextManager[Any]:
         """A context in which device ``index`` is the current one."""
         return contextlib.nullcontext()
 
@@ -138,6 +140,9 @@ class CudaBackend(Backend):
 
     name = "cuda"
 
+    def __init__(self) -> None:
+        self._kernels: dict[Fused, Callable[..., None]] = {}
+
     @property
     def xp(self) -> ModuleType:
         self.check(0)
@@ -161,12 +166,14 @@ class CudaBackend(Backend):
                 "check `nvidia-smi`, or use device='cpu'"
             )
         if not 0 <= index < n:
-            raise RuntimeError(f"device 'cuda:{index}' does not exist: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+            raise RuntimeError(
+                f"device 'cuda:{index}' does not exist: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}"
+            )
 
     def current(self) -> int:
         return cupy.cuda.runtime.getDevice() if self.count() else 0
 
-    def using(self, index: int) -> ContextManager[Any]:
+    def using(self, index: int) -> AbstractContextManager[Any]:
         return cupy.cuda.Device(index)
 
     def owns(self, a: Any) -> bool:
@@ -183,7 +190,10 @@ class CudaBackend(Backend):
         return cupy.asnumpy(a)
 
     def run(self, op: Fused, args: tuple[Any, ...]) -> None:
-        self._kernel(op)(*args)
+        kernel = self._kernels.get(op)
+        if kernel is None:  # one kernel object per operation; CuPy compiles it once per dtype
+            kernel = self._kernels[op] = cupy.fuse(kernel_name=op.name)(functools.partial(op.fn, cupy))
+        kernel(*args)
 
     def elapsed(self, index: int, work: Callable[[], None]) -> float:
         """By a pair of CUDA events around ``work`` on the current stream: the GPU's time,
@@ -195,10 +205,6 @@ class CudaBackend(Backend):
             end.record()
             end.synchronize()
             return cupy.cuda.get_elapsed_time(start, end) / 1000.0
-
-    @functools.cache  # one kernel object per operation; CuPy compiles it once per dtype
-    def _kernel(self, op: Fused) -> Callable[..., None]:
-        return cupy.fuse(kernel_name=op.name)(functools.partial(op.fn, cupy))
 
 
 # Backends by device name. The test suite registers a strict stand-in for CuPy here.
@@ -252,7 +258,7 @@ def elapsed(device: str, work: Callable[[], None]) -> float:
     return backend.elapsed(index, work)
 
 
-def using(device: str) -> ContextManager[Any]:
+def using(device: str) -> AbstractContextManager[Any]:
     """``with using("cuda:1"):`` makes that GPU current for the block, so that the arrays,
     kernels and random draws made there land on it (CuPy's ``with cupy.cuda.Device(1):``);
     the device current before comes back after. Nothing happens on the CPU. ``device``
@@ -280,8 +286,13 @@ def cuda_info() -> dict[str, Any]:
         for i in range(cupy.cuda.runtime.getDeviceCount()):
             props = cupy.cuda.runtime.getDeviceProperties(i)
             name = props["name"]
-            devices.append({"device": f"cuda:{i}", "name": name.decode() if isinstance(name, bytes) else name,
-                            "memory_gib": round(props["totalGlobalMem"] / 2**30, 1)})
+            devices.append(
+                {
+                    "device": f"cuda:{i}",
+                    "name": name.decode() if isinstance(name, bytes) else name,
+                    "memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
+                }
+            )
     except cupy.cuda.runtime.CUDARuntimeError as e:
         info["reason"] = f"CUDA runtime error: {e}"
         return info

@@ -27,8 +27,27 @@ import numpy as np
 from . import __version__, backend, training
 from .network import Network
 
-__all__ = ["Cell", "Unit", "bare_step", "data", "devices", "examples_for", "fit_units", "gemm", "grid", "machine", "measure",
-           "plot", "repeat_for", "row", "run", "slug", "step_units", "summary", "table"]
+__all__ = [
+    "Cell",
+    "Unit",
+    "bare_step",
+    "data",
+    "devices",
+    "examples_for",
+    "fit_units",
+    "gemm",
+    "grid",
+    "machine",
+    "measure",
+    "plot",
+    "repeat_for",
+    "row",
+    "run",
+    "slug",
+    "step_units",
+    "summary",
+    "table",
+]
 
 ETA = 0.1
 NETS = ((784, 30, 10), (784, 100, 10), (784, 1024, 1024, 10))
@@ -137,7 +156,7 @@ def gemm(cell: Cell, target: float) -> Unit:
     """The step's matrix products alone, into preallocated outputs: the device's ceiling."""
     xp, rng = backend.resolve(cell.device), np.random.default_rng(0)
     with backend.using(cell.device):
-        put = lambda *shape: backend.to_device(rng.standard_normal(shape).astype(cell.dtype), cell.device)  # noqa: E731
+        put = lambda *shape: backend.to_device(np.asarray(rng.standard_normal(size=shape), dtype=cell.dtype), cell.device)  # noqa: E731
         products = []
         for l, (n_in, n_out) in enumerate(zip(cell.sizes[:-1], cell.sizes[1:])):
             w, a, d = put(n_out, n_in), put(n_in, cell.batch), put(n_out, cell.batch)
@@ -194,8 +213,17 @@ def run(cells: list[Cell], *, repeats: int = 3, target: float = 0.25, say: Calla
 
 
 def row(cell: Cell, impl: str, rates: list[float]) -> dict[str, Any]:
-    return {"net": list(cell.sizes), "batch": cell.batch, "dtype": cell.dtype, "device": cell.device, "impl": impl,
-            "median": statistics.median(rates), "min": min(rates), "max": max(rates), "samples": rates}
+    return {
+        "net": list(cell.sizes),
+        "batch": cell.batch,
+        "dtype": cell.dtype,
+        "device": cell.device,
+        "impl": impl,
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "samples": rates,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -207,9 +235,15 @@ def machine() -> dict[str, Any]:
     except OSError:
         cpu = platform.processor() or cpu
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "xpbp": __version__,
-            "numpy": np.__version__, "numpy_blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
-            "cuda": backend.cuda_info()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "xpbp": __version__,
+        "numpy": np.__version__,
+        "numpy_blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+        "cuda": backend.cuda_info(),
+    }
 
 
 def slug(m: dict[str, Any]) -> str:
@@ -227,19 +261,33 @@ def summary(rows: list[dict]) -> list[dict[str, Any]]:
     for net, batch, dtype, device in sorted({(tuple(r["net"]), r["batch"], r["dtype"], r["device"]) for r in rows}):
         fit, ceiling = get.get((net, batch, dtype, device, "xpbp fit")), get.get((net, batch, dtype, device, "gemm"))
         cpu = get.get((net, batch, dtype, "cpu", "xpbp fit"))
-        out.append({"net": list(net), "batch": batch, "dtype": dtype, "device": device, "examples_per_s": fit,
-                    "gemm_examples_per_s": ceiling, "of_ceiling": fit / ceiling if fit and ceiling else None,
-                    "over_cpu": fit / cpu if fit and cpu and device != "cpu" else None})
+        out.append(
+            {
+                "net": list(net),
+                "batch": batch,
+                "dtype": dtype,
+                "device": device,
+                "examples_per_s": fit,
+                "gemm_examples_per_s": ceiling,
+                "of_ceiling": fit / ceiling if fit and ceiling else None,
+                "over_cpu": fit / cpu if fit and cpu and device != "cpu" else None,
+            }
+        )
     return out
 
 
 def table(cells: list[dict[str, Any]]) -> str:
-    lines = ["| net | batch | dtype | device | examples/s | of GEMM ceiling | over the CPU |", "|---|---:|---|---|---:|---:|---:|"]
+    lines = [
+        "| net | batch | dtype | device | examples/s | of GEMM ceiling | over the CPU |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
     for c in cells:
         over = f"{c['over_cpu']:.1f}×" if c["over_cpu"] else "–"
         ceiling = f"{c['of_ceiling']:.0%}" if c["of_ceiling"] else "–"
-        lines.append(f"| {'-'.join(map(str, c['net']))} | {c['batch']} | {c['dtype']} | {c['device']} | "
-                     f"{c['examples_per_s']:,.0f} | {ceiling} | {over} |")
+        lines.append(
+            f"| {'-'.join(map(str, c['net']))} | {c['batch']} | {c['dtype']} | {c['device']} | "
+            f"{c['examples_per_s']:,.0f} | {ceiling} | {over} |"
+        )
     return "\n".join(lines)
 
 

@@ -43,8 +43,13 @@ class Checkpoints:
         """What the run's checkpoints record of it, and what resuming must match; computed
         once (its fingerprints cost a pass over the data)."""
         if self._known is None:
-            self._known = formats.Identity(trainer.net._config(), dataclasses.asdict(trainer.run), _RUN_DEFAULTS,
-                                           tuple(vars(History())), trainer.data.fingerprints(trainer.xp))
+            self._known = formats.Identity(
+                trainer.net._config(),
+                dataclasses.asdict(trainer.run),
+                _RUN_DEFAULTS,
+                tuple(vars(History())),
+                trainer.data.fingerprints(trainer.xp),
+            )
         return self._known
 
     def after(self, trainer: Trainer, epoch: int) -> None:

@@ -55,13 +55,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=datasets.NAMES, default="mnist-sample",
-                        help="mnist-sample is embedded (8,000 train / 2,000 test digits); the others are found or "
-                        "downloaded (default: mnist-sample)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="a directory holding the data set's IDX files, looked in first (default: none)")
-    parser.add_argument("--no-download", dest="download", action="store_false",
-                        help="fail instead of downloading missing files (default: download them)")
+    parser.add_argument(
+        "--dataset",
+        choices=datasets.NAMES,
+        default="mnist-sample",
+        help="mnist-sample is embedded (8,000 train / 2,000 test digits); the others are found or "
+        "downloaded (default: mnist-sample)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="a directory holding the data set's IDX files, looked in first (default: none)",
+    )
+    parser.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="fail instead of downloading missing files (default: download them)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto, a GPU when one is usable)")
 
 
@@ -70,59 +82,115 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xpbp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", allow_abbrev=False, help="train a network and report test accuracy",
-                                description="Train on a data set's training split, validating on its test split after "
-                                "every epoch. The defaults are the settings of Nielsen's network.py.")
+    train = commands.add_parser(
+        "train",
+        allow_abbrev=False,
+        help="train a network and report test accuracy",
+        description="Train on a data set's training split, validating on its test split after "
+        "every epoch. The defaults are the settings of Nielsen's network.py.",
+    )
     _data_options(train)
     add = train.add_argument
     add("--sizes", type=_sizes, default=[784, 30, 10], metavar="N,N,...", help="layer widths, input first (default: 784,30,10)")
     add("--activation", choices=HIDDEN, default="sigmoid", help="σ of the hidden layers (default: sigmoid)")
-    add("--output-activation", choices=(*HIDDEN, "softmax"), default=None, help="σ of the output layer (default: as the hidden layers)")
-    add("--cost", choices=("quadratic", "cross_entropy", "log_likelihood"), default="quadratic",
-        help="cross_entropy needs a sigmoid output, log_likelihood a softmax one (default: quadratic)")
-    add("--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1) (default: scaled)")
+    add(
+        "--output-activation",
+        choices=(*HIDDEN, "softmax"),
+        default=None,
+        help="σ of the output layer (default: as the hidden layers)",
+    )
+    add(
+        "--cost",
+        choices=("quadratic", "cross_entropy", "log_likelihood"),
+        default="quadratic",
+        help="cross_entropy needs a sigmoid output, log_likelihood a softmax one (default: quadratic)",
+    )
+    add(
+        "--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1) (default: scaled)"
+    )
     add("--epochs", type=int, default=30, help="passes over the training data (default: 30)")
     add("--batch-size", type=int, default=10, help="mini-batch size m (default: 10)")
-    add("--eta", type=float, default=None, help="learning rate η (default: Nielsen's for the cost: 3.0 quadratic, "
-        "0.5 cross_entropy, 0.1 log_likelihood)")
+    add(
+        "--eta",
+        type=float,
+        default=None,
+        help="learning rate η (default: Nielsen's for the cost: 3.0 quadratic, 0.5 cross_entropy, 0.1 log_likelihood)",
+    )
     add("--eta-decay", type=float, default=0.0, help="learning-rate schedule: η/(1 + decay·(epoch − 1)) (default: 0, constant)")
     add("--lmbda", type=float, default=0.0, help="L2 regularisation λ (default: 0)")
     add("--momentum", type=float, default=0.0, help="momentum coefficient μ, in [0, 1) (default: 0)")
     add("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type (default: float32)")
     add("--seed", type=int, default=None, help="seed for initialisation and shuffling (default: drawn at random and printed)")
-    add("--threads", type=int, default=None, help="BLAS threads for training on the CPU (default: one for small "
-        "networks and batches, where more do not pay, and one per rank under MPI, else all; or $XPBP_NUM_THREADS)")
-    add("--distributed", choices=("mpi", "nccl"), default=None,
+    add(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads for training on the CPU (default: one for small "
+        "networks and batches, where more do not pay, and one per rank under MPI, else all; or $XPBP_NUM_THREADS)",
+    )
+    add(
+        "--distributed",
+        choices=("mpi", "nccl"),
+        default=None,
         help="train one network on all the processes mpiexec started: mpi on CPUs, nccl on GPUs, one GPU per "
-        "process; --batch-size is then the global mini-batch (default: one process)")
+        "process; --batch-size is then the global mini-batch (default: one process)",
+    )
     add("--save", metavar="PATH", default=None, help="write the trained network to this .npz file (default: not saved)")
     add("--plot", metavar="PNG", default=None, help="draw the learning curves into this PNG; needs xpbp[plot] (default: none)")
-    add("--progress", action=argparse.BooleanOptionalAction, default=None, help="a progress bar (default: when stderr is a terminal)")
+    add(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar (default: when stderr is a terminal)",
+    )
     _common(train)
 
-    evaluate = commands.add_parser("evaluate", allow_abbrev=False, help="accuracy, per-class accuracy and confusion matrix of a saved model")
+    evaluate = commands.add_parser(
+        "evaluate", allow_abbrev=False, help="accuracy, per-class accuracy and confusion matrix of a saved model"
+    )
     evaluate.add_argument("model", help="a .npz file written by xpbp train --save or Network.save")
     _data_options(evaluate)
     evaluate.add_argument("--split", choices=("train", "test"), default="test", help="which split to evaluate on (default: test)")
-    evaluate.add_argument("--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG; needs xpbp[plot] (default: none)")
+    evaluate.add_argument(
+        "--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG; needs xpbp[plot] (default: none)"
+    )
     _common(evaluate)
 
     info = commands.add_parser("info", allow_abbrev=False, help="versions, BLAS, and whether CUDA is usable")
     _common(info)
 
-    bench = commands.add_parser("bench", allow_abbrev=False, help="training throughput on this machine's CPU and GPUs",
-                                description="Whole fit epochs on each device, beside the device's GEMM ceiling (the "
-                                "training step's matrix products alone), interleaved; the median examples/s of the rounds.")
-    bench.add_argument("--sizes", type=_sizes, nargs="+", default=None, metavar="N,N,...",
-                       help="networks (default: 784,30,10 784,100,10 784,1024,1024,10; with --quick the first two)")
-    bench.add_argument("--batch-sizes", type=_sizes, default=None, metavar="M,M,...",
-                       help="mini-batch sizes (default: 10,128,1024; with --quick 10,128)")
+    bench = commands.add_parser(
+        "bench",
+        allow_abbrev=False,
+        help="training throughput on this machine's CPU and GPUs",
+        description="Whole fit epochs on each device, beside the device's GEMM ceiling (the "
+        "training step's matrix products alone), interleaved; the median examples/s of the rounds.",
+    )
+    bench.add_argument(
+        "--sizes",
+        type=_sizes,
+        nargs="+",
+        default=None,
+        metavar="N,N,...",
+        help="networks (default: 784,30,10 784,100,10 784,1024,1024,10; with --quick the first two)",
+    )
+    bench.add_argument(
+        "--batch-sizes",
+        type=_sizes,
+        default=None,
+        metavar="M,M,...",
+        help="mini-batch sizes (default: 10,128,1024; with --quick 10,128)",
+    )
     bench.add_argument("--dtype", choices=("float32", "float64"), nargs="+", default=["float32"], help="(default: float32)")
     bench.add_argument("--devices", default=None, metavar="D,D,...", help="devices (default: the CPU and every CUDA device)")
     bench.add_argument("--repeats", type=int, default=None, help="rounds per cell (default: 3; with --quick 2)")
     bench.add_argument("--quick", action="store_true", help="a small grid, in well under a minute")
-    bench.add_argument("--plot", metavar="PNG", default=None, help="draw examples/s against batch size into this PNG; "
-                       "needs xpbp[plot] (default: none)")
+    bench.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="draw examples/s against batch size into this PNG; needs xpbp[plot] (default: none)",
+    )
     _common(bench)
     return parser
 
@@ -154,7 +222,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     with distributed.agreeing(comm):  # an argument one rank refuses, every rank refuses
         plots, net, settings = _prepare(args, comm, rank)
     with distributed.agreeing(comm):  # rank 0 first, which downloads what is missing
-        data = _data(args) if rank == 0 else None
+        data = _data(args) if rank == 0 else ()
     with distributed.agreeing(comm):
         X, y, X_test, y_test = data if rank == 0 else _data(args)
     log.info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
@@ -168,7 +236,9 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         net.trained_on = f"{args.dataset}:train"
         net.save(args.save)
     if plots:
-        plots.learning_curves(history, args.plot, title=f"{args.dataset}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}")
+        plots.learning_curves(
+            history, args.plot, title=f"{args.dataset}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}"
+        )
     return _trained(args, net, history, settings, seconds, (len(X), len(X_test)), comm.Get_size() if comm else 1)
 
 
@@ -178,8 +248,10 @@ def _world(args: argparse.Namespace) -> Any:
     launched = distributed.launched_ranks()
     if args.distributed is None:
         if launched > 1:
-            raise RuntimeError(f"this is one of {launched} processes that mpiexec started: add --distributed mpi "
-                               f"(or nccl on GPUs) to train one network on all of them, instead of {launched} copies")
+            raise RuntimeError(
+                f"this is one of {launched} processes that mpiexec started: add --distributed mpi "
+                f"(or nccl on GPUs) to train one network on all of them, instead of {launched} copies"
+            )
         return None
     comm = distributed.world()
     if comm.Get_rank() != 0:
@@ -198,16 +270,34 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
         want = "cuda" if args.distributed == "nccl" else "cpu"
         device = distributed.local_device(comm, want if device == "auto" else device)
         if (device == "cpu") != (want == "cpu"):
-            raise ValueError(f"--distributed {args.distributed} trains on {'GPUs' if want == 'cuda' else 'CPUs'}, "
-                             f"but this rank's device is {device}: use --distributed {'mpi' if want == 'cuda' else 'nccl'}")
-    net = Network(args.sizes, activation=args.activation, output_activation=args.output_activation, cost=args.cost,
-                  init=args.init, dtype=args.dtype, device=device, seed=args.seed)
+            raise ValueError(
+                f"--distributed {args.distributed} trains on {'GPUs' if want == 'cuda' else 'CPUs'}, "
+                f"but this rank's device is {device}: use --distributed {'mpi' if want == 'cuda' else 'nccl'}"
+            )
+    net = Network(
+        args.sizes,
+        activation=args.activation,
+        output_activation=args.output_activation,
+        cost=args.cost,
+        init=args.init,
+        dtype=args.dtype,
+        device=device,
+        seed=args.seed,
+    )
     if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
-        raise ValueError(f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
-                         f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}")
+        raise ValueError(
+            f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
+            f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}"
+        )
     eta = costs.get(net.cost_name).eta if args.eta is None else args.eta
-    settings = dict(epochs=args.epochs, batch_size=args.batch_size, eta=eta, eta_decay=args.eta_decay,
-                    lmbda=args.lmbda, momentum=args.momentum)
+    settings = dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eta=eta,
+        eta_decay=args.eta_decay,
+        lmbda=args.lmbda,
+        momentum=args.momentum,
+    )
     training.Run.checked(datasets.size(args.dataset, "train"), **settings, shuffle=True)  # before the data is loaded
     if args.threads is not None:
         validation.positive_int(args.threads, "threads")
@@ -224,15 +314,28 @@ def _bars(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty() and not args.quiet
 
 
-def _trained(args: argparse.Namespace, net: Network, history: Any, settings: dict[str, Any], seconds: float,
-             examples: tuple[int, int], ranks: int) -> dict[str, Any]:
+def _trained(
+    args: argparse.Namespace,
+    net: Network,
+    history: Any,
+    settings: dict[str, Any],
+    seconds: float,
+    examples: tuple[int, int],
+    ranks: int,
+) -> dict[str, Any]:
     """The result of ``train``: printed, and returned for ``--json``."""
     accuracy, (n, n_test) = history.val_accuracy[-1], examples
     result = {
         "command": "train",
         "dataset": args.dataset,
-        "network": {"sizes": net.sizes, "activation": net.activation, "output_activation": net.output_activation,
-                    "cost": net.cost_name, "init": net.init, "dtype": str(net.dtype)},
+        "network": {
+            "sizes": net.sizes,
+            "activation": net.activation,
+            "output_activation": net.output_activation,
+            "cost": net.cost_name,
+            "init": net.init,
+            "dtype": str(net.dtype),
+        },
         "training": {**settings, "examples": n},
         "device": net.device,
         "ranks": ranks,
@@ -247,8 +350,10 @@ def _trained(args: argparse.Namespace, net: Network, history: Any, settings: dic
     }
     if not args.json:
         on = net.device + (f" and {ranks - 1} more ranks" if ranks > 1 else "")
-        print(f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test}) after {args.epochs} epochs "
-              f"on {on}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})")
+        print(
+            f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test}) after {args.epochs} epochs "
+            f"on {on}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})"
+        )
         for what, path in (("model saved to", args.save), ("learning curves drawn in", args.plot)):
             if path:
                 print(f"{what} {path}")
@@ -259,13 +364,22 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     plots = _outputs(args)
     net = load(args.model, device=args.device)
     if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
-        raise ValueError(f"{args.model} has layers {net.sizes}, which do not fit {args.dataset}'s "
-                         f"{datasets.FEATURES} pixels and {datasets.CLASSES} classes")
+        raise ValueError(
+            f"{args.model} has layers {net.sizes}, which do not fit {args.dataset}'s "
+            f"{datasets.FEATURES} pixels and {datasets.CLASSES} classes"
+        )
     shared = datasets.overlap(net.trained_on, args.dataset, args.split)
     if shared:
-        log.warning("warning: %s was trained on %s, which holds %d of the %d examples of %s %s: this accuracy is not "
-                    "measured on unseen data", args.model, net.trained_on.replace(":", " "), shared,
-                    datasets.size(args.dataset, args.split), args.dataset, args.split)
+        log.warning(
+            "warning: %s was trained on %s, which holds %d of the %d examples of %s %s: this accuracy is not "
+            "measured on unseen data",
+            args.model,
+            str(net.trained_on).replace(":", " "),
+            shared,
+            datasets.size(args.dataset, args.split),
+            args.dataset,
+            args.split,
+        )
     X, y = datasets.load(args.dataset, args.split, data_dir=args.data_dir, download=args.download, progress=_bars(args))
     predicted = net.predict(X)
     k = net.sizes[-1]
@@ -284,9 +398,19 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{c:>4} " + " ".join(f"{n:>{width}}" for n in row))
         if args.plot:
             print(f"confusion matrix drawn in {args.plot}")
-    return {"command": "evaluate", "model": args.model, "dataset": args.dataset, "split": args.split, "device": net.device,
-            "trained_on": net.trained_on, "seen_in_training": shared, "accuracy": accuracy, "per_class_accuracy": per_class.tolist(), "confusion_matrix": confusion.tolist(),
-            "plot": args.plot}
+    return {
+        "command": "evaluate",
+        "model": args.model,
+        "dataset": args.dataset,
+        "split": args.split,
+        "device": net.device,
+        "trained_on": net.trained_on,
+        "seen_in_training": shared,
+        "accuracy": accuracy,
+        "per_class_accuracy": per_class.tolist(),
+        "confusion_matrix": confusion.tolist(),
+        "plot": args.plot,
+    }
 
 
 def _info(args: argparse.Namespace) -> dict[str, Any]:
@@ -301,9 +425,14 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
     }
     if not args.json:
         cuda = result["cuda"]
-        print(f"xpbp {result['xpbp']}, Python {result['python']}, NumPy {result['numpy']} "
-              f"(BLAS: {blas.get('name', 'unknown')} {blas.get('version', '')})".rstrip())
-        print(f"CuPy {cuda.get('cupy', 'not installed')}" + (f", CUDA runtime {cuda['cuda_runtime']}" if "cuda_runtime" in cuda else ""))
+        print(
+            f"xpbp {result['xpbp']}, Python {result['python']}, NumPy {result['numpy']} "
+            f"(BLAS: {blas.get('name', 'unknown')} {blas.get('version', '')})".rstrip()
+        )
+        print(
+            f"CuPy {cuda.get('cupy', 'not installed')}"
+            + (f", CUDA runtime {cuda['cuda_runtime']}" if "cuda_runtime" in cuda else "")
+        )
         for d in cuda.get("devices", []):
             print(f"{d['device']}: {d['name']}, {d['memory_gib']} GiB")
         print("CUDA usable: " + ("yes" if cuda["available"] else f"no ({cuda['reason']})"))
@@ -327,8 +456,10 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
         bench.plot(rows, args.plot, f"xpbp fit on {machine['cpu']} ({machine['cores']} cores)")
     if not args.json:
         gpus = ", ".join(d["name"] for d in machine["cuda"].get("devices", [])) or "none"
-        print(f"{machine['cpu']}, {machine['cores']} cores; GPUs: {gpus}; NumPy {machine['numpy']} ({machine['numpy_blas']}); "
-              f"xpbp {machine['xpbp']}")
+        print(
+            f"{machine['cpu']}, {machine['cores']} cores; GPUs: {gpus}; NumPy {machine['numpy']} ({machine['numpy_blas']}); "
+            f"xpbp {machine['xpbp']}"
+        )
         print(bench.table(summary))
         if args.plot:
             print(f"plot drawn in {args.plot}")

@@ -32,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from . import downloads
 
 __all__ = ["CLASSES", "DatasetError", "FEATURES", "NAMES", "load", "load_idx", "overlap", "parse_idx", "size"]
@@ -217,11 +218,19 @@ def _read_file(name: str, key: str, data_dir: str | os.PathLike | None, download
         url = f"{base.rstrip('/')}/{filename}.gz"
         path = cache_dir(name) / f"{filename}.gz"
         try:
-            downloads.fetch(url, path, limit=_gzip_bound(spec.nbytes(key)), deadline=DOWNLOAD_DEADLINE, stall=DOWNLOAD_STALL,
-                           verify=lambda tmp: _verified(_read(tmp, spec.nbytes(key)), url, sha256), progress=progress)
+            downloads.fetch(
+                url,
+                path,
+                limit=_gzip_bound(spec.nbytes(key)),
+                deadline=DOWNLOAD_DEADLINE,
+                stall=DOWNLOAD_STALL,
+                verify=lambda tmp: _verified(_read(tmp, spec.nbytes(key)), url, sha256),
+                progress=progress,
+            )
         except downloads.FAILURES as e:
-            raise DatasetError(f"{name}: could not download {url}: {downloads.reason(e)}. Nothing was saved. "
-                               f"{_by_hand(name, [filename], dirs)}") from None
+            raise DatasetError(
+                f"{name}: could not download {url}: {downloads.reason(e)}. Nothing was saved. {_by_hand(name, [filename], dirs)}"
+            ) from None
     try:
         return parse_idx(_verified(_read(path, spec.nbytes(key)), str(path), sha256), str(path))
     except (OSError, ValueError) as e:
@@ -243,7 +252,7 @@ def _sample_arrays() -> tuple[np.ndarray, np.ndarray]:
         array = parse_idx(data, filename)
         array.flags.writeable = False
         arrays.append(array)
-    return tuple(arrays)
+    return arrays[0], arrays[1]
 
 
 def _sample(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -309,7 +318,10 @@ def load(
         labels = _read_file(name, f"{split}-labels", data_dir, download, progress)
         n = _DATASETS[name].sizes[split]
         if images.shape != (n, *_IMAGE_SHAPE) or labels.shape != (n,):
-            raise DatasetError(f"{name} {split}: images of shape {images.shape} and labels of shape {labels.shape}, expected {(n, *_IMAGE_SHAPE)} and {(n,)}")
+            raise DatasetError(
+                f"{name} {split}: images of shape {images.shape} and labels of shape {labels.shape}, "
+                f"expected {(n, *_IMAGE_SHAPE)} and {(n,)}"
+            )
     if len(images) != len(labels):
         raise DatasetError(f"{name} {split}: {len(images)} images but {len(labels)} labels")
     X = images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)

@@ -36,8 +36,10 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from types import ModuleType, TracebackType
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +168,7 @@ class Group:
         """See :func:`agree`."""
         agree(self.comm, error)
 
-    def agreeing(self) -> ContextManager[None]:
+    def agreeing(self) -> AbstractContextManager[None]:
         """See :func:`agreeing`."""
         return agreeing(self.comm)
 
@@ -175,8 +177,10 @@ class Group:
         values = self.comm.allgather(value)
         for rank, other in enumerate(values):
             if other != values[0]:
-                raise ValueError(f"the ranks differ in {what}: rank 0 has {values[0]}, rank {rank} has {other}; "
-                                 "every rank must call fit with the same arguments and data")
+                raise ValueError(
+                    f"the ranks differ in {what}: rank 0 has {values[0]}, rank {rank} has {other}; "
+                    "every rank must call fit with the same arguments and data"
+                )
 
     def distinct(self, what: str, value: Any) -> None:
         """Refuse, on every rank, a ``value`` that two ranks share."""
@@ -247,8 +251,11 @@ def _abort_on_uncaught(comm: Any) -> None:
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         previous(kind, value, tb)
-        print(f"xpbp: rank {comm.Get_rank()}: {kind.__name__}: {value}; ending every rank of the job (MPI_Abort)",
-              file=sys.stderr, flush=True)
+        print(
+            f"xpbp: rank {comm.Get_rank()}: {kind.__name__}: {value}; ending every rank of the job (MPI_Abort)",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(0.5)  # a moment for the launcher to pass on what this rank said, before the abort takes it down
         comm.Abort(1)
 

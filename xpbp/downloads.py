@@ -58,8 +58,16 @@ class _Https(urllib.request.HTTPSHandler):
         return self.do_open(_WatchedSecure, req, context=self._context)  # type: ignore[attr-defined]
 
 
-def fetch(url: str, destination: Path, *, limit: int, deadline: float, stall: float,
-          verify: Callable[[Path], Any], progress: bool = False) -> None:
+def fetch(
+    url: str,
+    destination: Path,
+    *,
+    limit: int,
+    deadline: float,
+    stall: float,
+    verify: Callable[[Path], Any],
+    progress: bool = False,
+) -> None:
     """Download ``url`` to ``destination``: at most ``limit`` bytes, ``deadline`` seconds in
     all and ``stall`` seconds between reads; ``verify(path)`` must accept the temporary
     file before it is renamed into place. Raises one of :data:`FAILURES`, and leaves

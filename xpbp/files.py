@@ -139,7 +139,8 @@ def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, 
         with os.fdopen(fd, "wb") as f:
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
-            np.savez(f, format=np.array(format), version=np.array(version), **arrays)
+            members: dict[str, Any] = {"format": np.array(format), "version": np.array(version), **arrays}
+            np.savez(f, **members)
             f.flush()
             os.fsync(f.fileno())
         try:
@@ -230,6 +231,12 @@ class Archive:
             self._zip.close()
         self._file.close()
 
+    @property
+    def _open(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            raise ValueError(f"{self.path}: the archive is closed")
+        return self._zip
+
     def error(self, problem: str) -> ValueError:
         return _Refused(f"{self.path} is not a valid {self.what}: {problem}")
 
@@ -259,17 +266,22 @@ class Archive:
         dimension and ``longest`` elements. Checked from its header before its data is read."""
         if name not in self.names:
             raise self.error(f"{name!r} is missing")
-        info = self._zip.getinfo(f"{name}.npy")
-        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size \
-                or info.header_offset + info.file_size > self._size:
+        info = self._open.getinfo(f"{name}.npy")
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            or info.compress_size != info.file_size
+            or info.header_offset + info.file_size > self._size
+        ):
             raise self.error(f"{name} is not stored as xpbp stores arrays (uncompressed, within the file)")
         try:
-            with self._zip.open(info) as f:
+            with self._open.open(info) as f:
                 found, fortran, dtype = self._header(name, f)
                 if dtype.hasobject or dtype.kind not in kinds or (dtype.kind == "U" and dtype.itemsize > 4 * 256):
                     raise self.error(f"{name} holds {dtype}, not {_KINDS.get(kinds, kinds)}")
                 if (shape is not None and found != shape) or (shape is None and (len(found) > 1 or math.prod(found) > longest)):
-                    raise self.error(f"{name} has shape {found}, expected {shape if shape is not None else f'at most {longest} values'}")
+                    raise self.error(
+                        f"{name} has shape {found}, expected {shape if shape is not None else f'at most {longest} values'}"
+                    )
                 size = math.prod(found) * dtype.itemsize
                 if f.tell() + size != info.file_size:
                     raise self.error(f"{name} holds {info.file_size - f.tell()} bytes of data for shape {found} of {dtype}")

@@ -75,8 +75,11 @@ class Config:
     seed: int
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"sizes": np.array(self.sizes, dtype=np.int64), **{k: np.array(getattr(self, k)) for k in _TEXT},
-                "seed": np.array(self.seed, dtype=np.int64)}
+        return {
+            "sizes": np.array(self.sizes, dtype=np.int64),
+            **{k: np.array(getattr(self, k)) for k in _TEXT},
+            "seed": np.array(self.seed, dtype=np.int64),
+        }
 
     def names(self) -> set[str]:
         """The members of a model file of this configuration."""
@@ -150,13 +153,15 @@ def _header(archive: files.Archive, format: str, versions: tuple[int, ...]) -> C
     found = archive.scalar("version", "iu")
     if found not in versions:
         older = " (written by an older xpbp)" if found < min(versions) else ""
-        raise ValueError(f"{archive.path} has {archive.what} format version {found}{older}; "
-                         f"this xpbp reads version {' or '.join(map(str, versions))}")
+        raise ValueError(
+            f"{archive.path} has {archive.what} format version {found}{older}; "
+            f"this xpbp reads version {' or '.join(map(str, versions))}"
+        )
     sizes = archive.array("sizes", "iu", longest=_MAX_LAYERS + 1)
     if sizes.ndim != 1 or len(sizes) < 2 or (sizes < 1).any() or (sizes > 2**31).any():
         raise archive.error(f"sizes {sizes.tolist()} are not the widths of two or more layers")
     text = [archive.scalar(k, "U") for k in _TEXT]
-    config = Config(tuple(int(n) for n in sizes), *text, archive.scalar("seed", "iu"))
+    config = Config(tuple(int(n) for n in sizes), **dict(zip(_TEXT, text)), seed=archive.scalar("seed", "iu"))
     try:
         validation.dtype(config.dtype)
         validation.seed(config.seed)
@@ -181,21 +186,28 @@ def _floats(archive: files.Archive, name: str, shape: tuple[int, ...], dtype: st
         a = stored.astype(dtype)
     if not np.isfinite(a).all():
         beyond = np.isfinite(stored).all()
-        raise ValueError(f"{archive.path} is damaged: {name} " + (f"holds values beyond the range of {dtype}" if beyond
-                                                                   else "is not finite floating-point data"))
+        raise ValueError(
+            f"{archive.path} is damaged: {name} "
+            + (f"holds values beyond the range of {dtype}" if beyond else "is not finite floating-point data")
+        )
     return a
 
 
 def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
-    arrays = {"epoch": np.array(checkpoint.epoch, dtype=np.int64),
-              "epochs_trained": np.array(checkpoint.epochs_trained, dtype=np.int64)}
+    arrays = {
+        "epoch": np.array(checkpoint.epoch, dtype=np.int64),
+        "epochs_trained": np.array(checkpoint.epochs_trained, dtype=np.int64),
+    }
     if checkpoint.velocity is not None:
         arrays["velocity"] = checkpoint.velocity
     arrays.update({f"run_{k}": np.array(v) for k, v in checkpoint.run.items()})
     arrays.update({f"history_{k}": np.array(v, dtype=np.float64) for k, v in checkpoint.history.items()})
     arrays.update({k: np.array(v, dtype=np.uint64) for k, v in checkpoint.data.items()})
-    files.write(path, *CHECKPOINT, _parameters({**checkpoint.model.config.arrays(), **arrays},
-                                              checkpoint.model.weights, checkpoint.model.biases))
+    files.write(
+        path,
+        *CHECKPOINT,
+        _parameters({**checkpoint.model.config.arrays(), **arrays}, checkpoint.model.weights, checkpoint.model.biases),
+    )
 
 
 def read_checkpoint(path: str | os.PathLike, identity: Identity) -> Checkpoint:
@@ -203,20 +215,34 @@ def read_checkpoint(path: str | os.PathLike, identity: Identity) -> Checkpoint:
     ``ValueError`` naming the file and the first mismatch or damage."""
     with files.Archive(path, "xpbp checkpoint") as archive:
         config = _header(archive, CHECKPOINT[0], (CHECKPOINT[1],))
-        archive.only(config.names() | {"velocity", "epoch", "epochs_trained", *(f"run_{k}" for k in identity.run),
-                                       *(f"history_{k}" for k in identity.history), *_DATA})
+        archive.only(
+            config.names()
+            | {
+                "velocity",
+                "epoch",
+                "epochs_trained",
+                *(f"run_{k}" for k in identity.run),
+                *(f"history_{k}" for k in identity.history),
+                *_DATA,
+            }
+        )
         for key, value in vars(identity.config).items():
             if key != "seed" and getattr(config, key) != value:
                 raise ValueError(f"{path} is a checkpoint of another network ({key} {getattr(config, key)} there, {value} here)")
         for key, value in identity.run.items():
-            theirs = identity.defaults[key] if f"run_{key}" not in archive.names and key in identity.defaults else \
-                archive.scalar(f"run_{key}", "b" if isinstance(value, bool) else "iu" if isinstance(value, int) else "fiu")
+            theirs = (
+                identity.defaults[key]
+                if f"run_{key}" not in archive.names and key in identity.defaults
+                else archive.scalar(f"run_{key}", "b" if isinstance(value, bool) else "iu" if isinstance(value, int) else "fiu")
+            )
             if theirs != value:
                 raise ValueError(f"{path} was written by a run with {key}={theirs}, this one has {key}={value}")
         for key, what in _DATA.items():
             theirs = archive.scalar(key, "u") if key in archive.names else None
             if theirs != identity.data.get(key):
-                raise ValueError(f"{path} was written by a run on other {what} data: this run's differs in its values, order or presence")
+                raise ValueError(
+                    f"{path} was written by a run on other {what} data: this run's differs in its values, order or presence"
+                )
         return _progress(archive, identity, _model(archive, config))
 
 

@@ -26,7 +26,8 @@ import functools
 import os
 import sys
 import warnings
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -91,8 +92,16 @@ class Network:
         device: str = "auto",
         seed: int | None = None,
     ) -> None:
-        self._configure(sizes, activation=activation, output_activation=output_activation, cost=cost, init=init,
-                        dtype=dtype, device=device, seed=seed)
+        self._configure(
+            sizes,
+            activation=activation,
+            output_activation=output_activation,
+            cost=cost,
+            init=init,
+            dtype=dtype,
+            device=device,
+            seed=seed,
+        )
         # Drawn on the host in float64, so a seed gives the same network on every device and dtype.
         rng = np.random.default_rng(self.seed)
         scale = [1.0 / np.sqrt(n) if init == "scaled" else 1.0 for n in self.sizes[:-1]]
@@ -100,7 +109,18 @@ class Network:
         biases = [rng.standard_normal((n, 1)) for n in self.sizes[1:]]
         self._place(np.concatenate([p.ravel() for p in weights + biases]))
 
-    def _configure(self, sizes, *, activation, output_activation, cost, init, dtype, device, seed) -> None:
+    def _configure(
+        self,
+        sizes: Sequence[int],
+        *,
+        activation: str,
+        output_activation: str | None,
+        cost: str,
+        init: str,
+        dtype: Any,
+        device: str,
+        seed: int | None,
+    ) -> None:
         """Everything but the parameters, validated (``load`` reads those from its file)."""
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
             raise ValueError(f"sizes must be a list of at least two layer widths, e.g. [784, 30, 10], got {sizes!r}")
@@ -114,7 +134,7 @@ class Network:
             raise ValueError(f"init must be 'scaled' or 'large', got {init!r}")
         self.dtype, seed = validation.dtype(dtype), validation.seed(seed)
         self.activation, self.output_activation, self.cost_name, self.init = activation, output_activation, cost, init
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.seed = int(np.random.SeedSequence().entropy) % 2**63 if seed is None else int(seed)  # type: ignore[arg-type]
         self._on(backend.canonical(device))
         self._layout = Layout(tuple(self.sizes))
         self._epochs_trained = 0
@@ -157,8 +177,9 @@ class Network:
         return self._work
 
     def _config(self) -> formats.Config:
-        return formats.Config(tuple(self.sizes), self.activation, self.output_activation, self.cost_name, self.init,
-                              str(self.dtype), self.seed)
+        return formats.Config(
+            tuple(self.sizes), self.activation, self.output_activation, self.cost_name, self.init, str(self.dtype), self.seed
+        )
 
     # ------------------------------------------------------------------ the equations
 
@@ -258,14 +279,24 @@ class Network:
         with group.agreeing() if group else contextlib.nullcontext():  # what one rank refuses, all refuse
             data = training.Data.checked(self, X, y, validation_data)
             n = data.X.shape[0]  # the defaults are Nielsen's: 30 epochs, mini-batches of 10, η of the cost
-            run = training.Run.checked(n, epochs=epochs, batch_size=min(10, n) if batch_size is None else batch_size,
-                                       eta=self._cost.eta if eta is None else eta, eta_decay=eta_decay, lmbda=lmbda,
-                                       momentum=momentum, shuffle=shuffle)
+            run = training.Run.checked(
+                n,
+                epochs=epochs,
+                batch_size=min(10, n) if batch_size is None else batch_size,
+                eta=self._cost.eta if eta is None else eta,
+                eta_decay=eta_decay,
+                lmbda=lmbda,
+                momentum=momentum,
+                shuffle=shuffle,
+            )
             checkpoint_every = validation.positive_int(checkpoint_every, "checkpoint_every")
             if resume and checkpoint is None:
                 raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
-            threads = (threads_for(self.sizes, run.batch_size, group.size if group else 1) if threads is None
-                       else validation.positive_int(threads, "threads"))
+            threads = (
+                threads_for(self.sizes, run.batch_size, group.size if group else 1)
+                if threads is None
+                else validation.positive_int(threads, "threads")
+            )
         execution = training.Execution(sys.stderr.isatty() if progress is None else bool(progress), threads, group)
         saving = Checkpoints(checkpoint, checkpoint_every, resume) if checkpoint is not None else None
         return training.Trainer(self, run, data, execution).train(saving)
@@ -275,13 +306,13 @@ class Network:
     def _totals(self, X: Any, Y: Any, labels: Any) -> list[Any]:
         """Summed cost, number of correct predictions, and number of examples whose outputs
         are not finite, over rows of X, on the device."""
-        cost, correct, bad = 0, 0, 0
+        cost, correct, bad = (self.xp.zeros((), dtype=self.dtype) for _ in range(3))
         for k in range(0, X.shape[0], _CHUNK):
             a = self._feedforward(X[k : k + _CHUNK].T)
             cost = cost + self._cost.fn(a, Y[k : k + _CHUNK].T).sum()
             correct = correct + (a.argmax(axis=0) == labels[k : k + _CHUNK]).sum()
             bad = bad + (~self.xp.isfinite(a)).any(axis=0).sum()
-        return [cost, correct.astype(self.dtype), bad.astype(self.dtype)]
+        return [cost, correct, bad]
 
     @_on_device
     @np.errstate(over="ignore", invalid="ignore")  # outputs that overflow are reported below, by count
@@ -343,8 +374,11 @@ class Network:
         try:
             self.device = backend.canonical(self.device)
         except (RuntimeError, ValueError) as e:
-            warnings.warn(f"a network pickled on {self.device} is loaded on the CPU: that device is not usable here ({e})",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"a network pickled on {self.device} is loaded on the CPU: that device is not usable here ({e})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             self.device = "cpu"
         self._on(self.device)
         self._layout = Layout(tuple(self.sizes))
@@ -361,8 +395,10 @@ class Network:
 
 def _finite_outputs(bad: int, n: int) -> None:
     if bad:
-        raise ValueError(f"the network's outputs for {bad} of the {n} rows of X are NaN or Inf, so they have no label: "
-                         "finite but extreme inputs overflow its weighted sums; scale the inputs")
+        raise ValueError(
+            f"the network's outputs for {bad} of the {n} rows of X are NaN or Inf, so they have no label: "
+            "finite but extreme inputs overflow its weighted sums; scale the inputs"
+        )
 
 
 def load(path: str | os.PathLike, device: str = "auto") -> Network:
@@ -373,8 +409,16 @@ def load(path: str | os.PathLike, device: str = "auto") -> Network:
     net = Network.__new__(Network)  # configured from the file, without drawing parameters it would replace
     config = model.config
     try:
-        net._configure(list(config.sizes), activation=config.activation, output_activation=config.output_activation,
-                       cost=config.cost, init=config.init, dtype=config.dtype, device=device, seed=config.seed)
+        net._configure(
+            list(config.sizes),
+            activation=config.activation,
+            output_activation=config.output_activation,
+            cost=config.cost,
+            init=config.init,
+            dtype=config.dtype,
+            device=device,
+            seed=config.seed,
+        )
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} is a damaged xpbp model file: {e}") from None
     net._place(np.concatenate([p.ravel() for p in model.weights + model.biases]))

@@ -101,8 +101,14 @@ class XPBPClassifier(ClassifierMixin, BaseEstimator):
             seed=seed,
         )
         self.history_ = self.network_.fit(
-            X, labels, epochs=self.epochs, batch_size=min(self.batch_size, len(X)), eta=self.eta,
-            lmbda=self.lmbda, momentum=self.momentum, progress=False,
+            X,
+            labels,
+            epochs=self.epochs,
+            batch_size=min(self.batch_size, len(X)),
+            eta=self.eta,
+            lmbda=self.lmbda,
+            momentum=self.momentum,
+            progress=False,
         )
         return self
 
@@ -112,8 +118,10 @@ class XPBPClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         a = to_numpy(self.network_.feedforward(X.T)).T.astype(np.float64)
         if not np.isfinite(a).all():
-            raise ValueError("the network's outputs for some rows of X are NaN or Inf, so they have no probabilities: "
-                             "finite but extreme inputs overflow its weighted sums; scale the inputs")
+            raise ValueError(
+                "the network's outputs for some rows of X are NaN or Inf, so they have no probabilities: "
+                "finite but extreme inputs overflow its weighted sums; scale the inputs"
+            )
         if _OUTPUT[self.network_.cost_name] != "softmax":
             a = np.maximum(a, np.finfo(a.dtype).tiny)
             a /= a.sum(axis=1, keepdims=True)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from threadpoolctl import ThreadpoolController
 
@@ -46,7 +47,7 @@ def _controller() -> ThreadpoolController:
     return ThreadpoolController()  # finds the loaded BLAS libraries once
 
 
-def limit(device: str, threads: int | None) -> ContextManager[Any]:
+def limit(device: str, threads: int | None) -> AbstractContextManager[Any]:
     """A context in which the CPU's BLAS uses at most ``threads`` threads (None: no limit;
     nothing to do off the CPU)."""
     if device != "cpu" or threads is None:

@@ -18,8 +18,9 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -92,14 +93,23 @@ class Run:
     shuffle: bool = True
 
     @classmethod
-    def checked(cls, examples: int, *, epochs: Any, batch_size: Any, eta: Any, eta_decay: Any, lmbda: Any,
-                momentum: Any, shuffle: Any) -> Run:
+    def checked(
+        cls, examples: int, *, epochs: Any, batch_size: Any, eta: Any, eta_decay: Any, lmbda: Any, momentum: Any, shuffle: Any
+    ) -> Run:
         """The settings, each validated, with a message naming the first bad one."""
         epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
         if batch_size > examples:
             raise ValueError(f"batch_size must be at most the number of examples ({examples}), got {batch_size}")
-        return cls(examples, epochs, batch_size, real(eta, "eta", 0.0), real(eta_decay, "eta_decay", 0.0),
-                   real(lmbda, "lmbda", 0.0), real(momentum, "momentum", 0.0, 1.0, high_open=True), bool(shuffle))
+        return cls(
+            examples,
+            epochs,
+            batch_size,
+            real(eta, "eta", 0.0),
+            real(eta_decay, "eta_decay", 0.0),
+            real(lmbda, "lmbda", 0.0),
+            real(momentum, "momentum", 0.0, 1.0, high_open=True),
+            bool(shuffle),
+        )
 
     def eta_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based): η/(1 + eta_decay·(epoch − 1))."""
@@ -138,8 +148,9 @@ class Data:
             Xv = net._inputs.rows(validation_data[0], "validation_data[0]")
             return cls(X, Y, (Xv, *net._inputs.targets(validation_data[1], Xv.shape[0], "validation_data[1]")))
         except MemoryError as e:
-            raise DeviceMemoryError(f"out of memory on {net.device} moving the data there: "
-                                    f"keep fewer examples on the device at once ({e})") from e
+            raise DeviceMemoryError(
+                f"out of memory on {net.device} moving the data there: keep fewer examples on the device at once ({e})"
+            ) from e
 
     def fingerprints(self, xp: Any) -> dict[str, int]:
         """Fingerprints of the training data and of the validation data (when there is
@@ -180,7 +191,7 @@ class Trainer:
         with self._memory():
             self._allocate()
         if self.group is not None:
-            self._join()
+            self._join(self.group)
 
     def _allocate(self) -> None:
         """The run's buffers: the workspace's, the velocities, and the L2 term's."""
@@ -208,17 +219,20 @@ class Trainer:
                 f"({run.examples} examples on the device): try a smaller batch_size ({e})"
             ) from e
 
-    def _join(self) -> None:
+    def _join(self, group: Group) -> None:
         """Start a data-parallel run: check that every rank has the same run and data, then
         take rank 0's parameters, seed and epoch count, and this rank's share of the data."""
-        group, net, run = self.group, self.net, self.run
+        net, run = self.net, self.run
         group.same("the network", dataclasses.replace(net._config(), seed=0))
         group.same("the settings of fit", run)
         group.same("the data (shapes and fingerprints)", (self.data.X.shape, self.data.fingerprints(self.xp)))
         group.broadcast(self.theta)
         net.seed, net._epochs_trained = group.share((net.seed, net._epochs_trained))
-        mine = [np.arange(k + lo, k + hi) for k in range(0, run.examples, run.batch_size)
-                for lo, hi in [group.slice(min(run.batch_size, run.examples - k))]]
+        mine = [
+            np.arange(k + lo, k + hi)
+            for k in range(0, run.examples, run.batch_size)
+            for lo, hi in [group.slice(min(run.batch_size, run.examples - k))]
+        ]
         self._mine = backend.to_device(np.concatenate(mine), net.device)
 
     def train(self, checkpoints: Checkpoints | None = None) -> History:
@@ -264,8 +278,14 @@ class Trainer:
         mine = self._examples(order)  # which examples this process trains on, in the order it does
         outputs = xp.empty((net.sizes[-1], run.examples if mine is None else mine.shape[0]), dtype=net.dtype)
         k = 0  # each mini-batch's aᴸ, as it was trained on, goes to outputs[:, k:]
-        with tqdm(total=run.examples, desc=f"epoch {epoch}/{run.epochs}", unit="ex", unit_scale=True, leave=False,
-                  disable=not (self.execution.progress and self.speaks)) as bar:
+        with tqdm(
+            total=run.examples,
+            desc=f"epoch {epoch}/{run.epochs}",
+            unit="ex",
+            unit_scale=True,
+            leave=False,
+            disable=not (self.execution.progress and self.speaks),
+        ) as bar:
             for m, x, y in self._batches(order):
                 outputs[:, k : k + x.shape[1]] = self.step(x, y, eta, m)
                 k += x.shape[1]
@@ -277,7 +297,7 @@ class Trainer:
         if run.lmbda:
             stats.append(0.5 * run.decay * sum((w * w).sum() for w in net.weights))
         if self.data.validation is not None:
-            stats.extend(net._totals(*self._held_out()))
+            stats.extend(net._totals(*self._held_out(self.data.validation)))
         values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
         values, seconds = self._combine(values, time.perf_counter() - start)
         if values[1] != 1.0:
@@ -301,12 +321,13 @@ class Trainer:
             return order if self._mine is None else self._mine
         return order.take(self._mine)
 
-    def _held_out(self) -> tuple[Any, Any, Any]:
+    def _held_out(self, validation: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
         """The validation rows this process evaluates: all, or this rank's contiguous share."""
         if self.group is None:
-            return self.data.validation
-        lo, hi = self.group.slice(self.data.validation[0].shape[0])
-        return tuple(a[lo:hi] for a in self.data.validation)
+            return validation
+        lo, hi = self.group.slice(validation[0].shape[0])
+        X, Y, labels = validation
+        return X[lo:hi], Y[lo:hi], labels[lo:hi]
 
     def _combine(self, values: list[float], seconds: float) -> tuple[list[float], float]:
         """The epoch's statistics of all ranks, in one small collective: the training cost
@@ -327,8 +348,12 @@ class Trainer:
         if validation is not None:
             cost, correct, bad = values[-3:]
             if bad and self.speaks:  # a cost or an accuracy counted from NaN or Inf outputs would be a guess
-                log.warning("epoch %d: the outputs for %d validation examples are NaN or Inf; "
-                            "their cost and accuracy are recorded as NaN", epoch, int(bad))
+                log.warning(
+                    "epoch %d: the outputs for %d validation examples are NaN or Inf; "
+                    "their cost and accuracy are recorded as NaN",
+                    epoch,
+                    int(bad),
+                )
             n = validation[0].shape[0]
             history.val_cost.append(cost / n if not bad else math.nan)
             history.val_accuracy.append(correct / n if not bad else math.nan)
@@ -387,7 +412,9 @@ class Trainer:
         raise DivergenceError(
             f"training diverged in epoch {epoch}, {where}: an output or a parameter became NaN or Inf. "
             f"The network keeps its last finite parameters. {self._cause(eta, largest)}",
-            epoch=epoch, batch=index, history=self.history,
+            epoch=epoch,
+            batch=index,
+            history=self.history,
         )
 
     def _gathered(self, value: float) -> list[float]:
@@ -398,12 +425,17 @@ class Trainer:
         """What most likely made training diverge, and what to change."""
         shrink = 1.0 - eta * self.run.decay  # each step's factor on w from the L2 term
         if shrink <= -1.0:
-            return (f"The L2 term alone makes w grow: each step multiplies w by 1 - eta*lmbda/N = {shrink:g}, "
-                    f"beyond -1; try a smaller lmbda (lmbda={self.run.lmbda:g}) or learning rate (eta={eta:g} in that epoch).")
+            return (
+                f"The L2 term alone makes w grow: each step multiplies w by 1 - eta*lmbda/N = {shrink:g}, "
+                f"beyond -1; try a smaller lmbda (lmbda={self.run.lmbda:g}) or learning rate (eta={eta:g} in that epoch)."
+            )
         if largest > 1e6:
-            return (f"Its inputs reach {largest:.3g}: scale the data (to about [0, 1]), "
-                    f"or try a smaller learning rate (eta={eta:g} in that epoch).")
+            return (
+                f"Its inputs reach {largest:.3g}: scale the data (to about [0, 1]), "
+                f"or try a smaller learning rate (eta={eta:g} in that epoch)."
+            )
         return f"Try a smaller learning rate (eta={eta:g} in that epoch)."
+
 
 def _assign(targets: list[Any], values: list[Any]) -> None:
     """Copy ``values`` into the arrays ``targets``, in place."""

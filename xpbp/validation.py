@@ -17,7 +17,19 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["Inputs", "all_finite", "dtype", "fingerprint", "matrix", "positive_int", "real", "real_array", "replacements", "seed", "targets"]
+__all__ = [
+    "Inputs",
+    "all_finite",
+    "dtype",
+    "fingerprint",
+    "matrix",
+    "positive_int",
+    "real",
+    "real_array",
+    "replacements",
+    "seed",
+    "targets",
+]
 
 
 def positive_int(value: Any, name: str) -> int:

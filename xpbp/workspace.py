@@ -17,8 +17,9 @@ temporaries would cost a page fault per 4 KB on every step):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
