@@ -42,12 +42,15 @@ class Cost:
     def fn(self, a: Any, y: Any) -> Any:
         raise NotImplementedError
 
-    def prime(self, a: Any, y: Any) -> Any:
+    def prime(self, a: Any, y: Any, out: Any = None) -> Any:
         raise NotImplementedError
 
-    def delta(self, z: Any, a: Any, y: Any, activation: Activation) -> Any:
-        """BP1: δᴸ = ∇ₐC ⊙ σ′(zᴸ)."""
-        return self.prime(a, y) * activation.prime(z, a)
+    def delta(self, z: Any, a: Any, y: Any, activation: Activation, out: Any = None) -> Any:
+        """BP1: δᴸ = ∇ₐC ⊙ σ′(zᴸ). With ``out`` (a buffer of a's shape), δᴸ is written there
+        and σ′(zᴸ) over z, which nothing needs after BP1: nothing is allocated."""
+        if out is None:
+            return self.prime(a, y) * activation.prime(z, a)
+        return get_array_module(a).multiply(self.prime(a, y, out=out), activation.prime(z, a, out=z), out=out)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -63,8 +66,8 @@ class QuadraticCost(Cost):
         d = a - y
         return 0.5 * (d * d).sum(axis=0)
 
-    def prime(self, a: Any, y: Any) -> Any:
-        return a - y
+    def prime(self, a: Any, y: Any, out: Any = None) -> Any:
+        return get_array_module(a).subtract(a, y, out=out)
 
 
 class CrossEntropyCost(Cost):
@@ -77,12 +80,12 @@ class CrossEntropyCost(Cost):
     def fn(self, a: Any, y: Any) -> Any:
         return -(_xlog(y, a) + _xlog(1 - y, 1 - a)).sum(axis=0)
 
-    def prime(self, a: Any, y: Any) -> Any:
-        return (a - y) / (a * (1 - a))
+    def prime(self, a: Any, y: Any, out: Any = None) -> Any:
+        return get_array_module(a).divide(a - y, a * (1 - a), out=out)
 
-    def delta(self, z: Any, a: Any, y: Any, activation: Activation) -> Any:
+    def delta(self, z: Any, a: Any, y: Any, activation: Activation, out: Any = None) -> Any:
         # BP1 with σ′(z) = a(1 − a) cancelling the denominator of ∇ₐC.
-        return a - y
+        return get_array_module(a).subtract(a, y, out=out)
 
 
 class LogLikelihoodCost(Cost):
@@ -95,13 +98,13 @@ class LogLikelihoodCost(Cost):
     def fn(self, a: Any, y: Any) -> Any:
         return -_xlog(y, a).sum(axis=0)
 
-    def prime(self, a: Any, y: Any) -> Any:
-        return -y / a
+    def prime(self, a: Any, y: Any, out: Any = None) -> Any:
+        return get_array_module(a).divide(-y, a, out=out)
 
-    def delta(self, z: Any, a: Any, y: Any, activation: Activation) -> Any:
+    def delta(self, z: Any, a: Any, y: Any, activation: Activation, out: Any = None) -> Any:
         # BP1 through softmax's Jacobian diag(a) − a aᵀ: (diag(a) − a aᵀ)(−y/a) = a − y·Σy = a − y
         # for targets that sum to 1 over each column.
-        return a - y
+        return get_array_module(a).subtract(a, y, out=out)
 
 
 _COSTS = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}

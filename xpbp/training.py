@@ -173,6 +173,10 @@ class Execution:
     group: Group | None = None
 
 
+# How many bytes of examples an epoch gathers at once, for the mini-batches of a block.
+_BLOCK_BYTES = 1 << 18
+
+
 @fuse
 def _momentum(xp: Any, grad: Any, mu: Any, theta: Any, v: Any) -> None:
     """v ← μv − η∇C, then θ ← θ + v (``grad`` holds η∇C)."""
@@ -379,17 +383,24 @@ class Trainer:
 
     def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any]]:
         """``(m, x, y)`` for each mini-batch in ``order``: its size, and its examples as
-        columns (in a data-parallel run, this rank's contiguous share of them), each
-        gathered as needed, hot in cache for the step, so that the data set is never copied whole."""
+        columns (in a data-parallel run, this rank's contiguous share of them). They are
+        gathered as needed, a block of mini-batches at a time (fewer calls for small ones,
+        and hot in cache for their steps), so that the data set is never copied whole."""
         X, Y, m, n = self.data.X, self.data.Y, self.run.batch_size, self.run.examples
-        for k in range(0, n, m):
-            size = min(m, n - k)
-            lo, hi = (0, size) if self.group is None else self.group.slice(size)
-            if order is None:
-                yield size, X[k + lo : k + hi].T, Y[k + lo : k + hi].T
-            else:
-                index = order[k + lo : k + hi]
-                yield size, X.take(index, axis=0).T, Y.take(index, axis=0).T
+        if order is None or self.group is not None:
+            for k in range(0, n, m):
+                size = min(m, n - k)
+                lo, hi = (0, size) if self.group is None else self.group.slice(size)
+                index = order[k + lo : k + hi] if order is not None else slice(k + lo, k + hi)
+                rows = (X[index], Y[index]) if order is None else (X.take(index, axis=0), Y.take(index, axis=0))
+                yield size, rows[0].T, rows[1].T
+            return
+        block = m * max(1, _BLOCK_BYTES // (m * X.shape[1] * X.itemsize))
+        for start in range(0, n, block):
+            index = order[start : start + block]
+            Xb, Yb = X.take(index, axis=0), Y.take(index, axis=0)
+            for k in range(0, Xb.shape[0], m):
+                yield min(m, Xb.shape[0] - k), Xb[k : k + m].T, Yb[k : k + m].T
 
     def _diverged(self, epoch: int, snapshot: list[Any]) -> None:
         """Replay the epoch from its snapshot, checking after every mini-batch, to find the

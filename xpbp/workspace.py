@@ -99,13 +99,16 @@ class Parameters:
 
 
 @dataclass(frozen=True)
-class _Batch:
-    """Buffers for mini-batches of m examples: each layer's z and a, and each hidden
-    layer's δ (the output layer's comes from the cost, in BP1)."""
+class _Layer:
+    """One layer's buffers for mini-batches of m examples (its z, a and δ), the views of
+    the gradient buffer that hold its ∂C/∂w and ∂C/∂b, and its σ."""
 
-    z: list[Any]
-    a: list[Any]
-    delta: list[Any]
+    z: Any
+    a: Any
+    delta: Any
+    nabla_w: Any
+    nabla_b: Any
+    sigma: Activation
 
 
 class Workspace:
@@ -120,38 +123,43 @@ class Workspace:
         self.grad = self.layout.zeros(xp, dtype)
         views = self.layout.views(self.grad)
         self.nabla_w, self.nabla_b = views[: len(self.sigmas)], views[len(self.sigmas) :]
-        self._batches: dict[int, _Batch] = {}
+        self._batches: dict[int, list[_Layer]] = {}
 
     def keep(self, batch_sizes: set[int]) -> None:
         """Keep buffers for these batch sizes only (a run's m and its last batch's)."""
         self._batches = {m: b for m, b in self._batches.items() if m in batch_sizes}
 
-    def _batch(self, m: int) -> _Batch:
+    def _batch(self, m: int) -> list[_Layer]:
         if m not in self._batches:
-            widths = self.layout.sizes[1:]
-            made = [[self.xp.empty((n, m), dtype=self.dtype) for n in ns] for ns in (widths, widths, widths[:-1])]
-            self._batches[m] = _Batch(*made)
+            empty = self.xp.empty
+            self._batches[m] = [
+                _Layer(empty((n, m), dtype=self.dtype), empty((n, m), dtype=self.dtype), empty((n, m), dtype=self.dtype),
+                       nabla_w, nabla_b, sigma)
+                for n, nabla_w, nabla_b, sigma in zip(self.layout.sizes[1:], self.nabla_w, self.nabla_b, self.sigmas)
+            ]
         return self._batches[m]
 
     def backprop(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float) -> Any:
         """BP1–BP4 over the m columns of ``x`` and ``y``, for the gradient of the summed
         cost times ``scale`` (1/m gives the mean cost's; the training step folds η in too),
         written into ``nabla_w`` and ``nabla_b``. Returns aᴸ, a buffer valid until the next call."""
-        xp, L, buffers = self.xp, len(weights), self._batch(x.shape[1])
+        matmul, layers = self.xp.matmul, self._batch(x.shape[1])
         # Feedforward, storing every z and every activation, layer by layer.
         activations = [x]
-        for l, (w, b, sigma) in enumerate(zip(weights, biases, self.sigmas)):
-            z = xp.matmul(w, activations[l], out=buffers.z[l])
+        for w, b, layer in zip(weights, biases, layers):
+            z = matmul(w, activations[-1], out=layer.z)
             z += b
-            activations.append(sigma.fn(z, out=buffers.a[l]))
+            activations.append(layer.sigma.into(z, out=layer.a))
         # BP1, with the scale folded in once; BP2 carries it to every layer.
-        delta = self.cost.delta(buffers.z[-1], activations[-1], y, self.sigmas[-1])  # BP1
+        last = layers[-1]
+        delta = self.cost.delta(last.z, activations[-1], y, last.sigma, out=last.delta)  # BP1
         delta *= scale
-        for l in range(L - 1, -1, -1):
-            if l < L - 1:
-                delta = xp.matmul(weights[l + 1].T, delta, out=buffers.delta[l])
+        for l in range(len(layers) - 1, -1, -1):
+            layer = layers[l]
+            if layer is not last:
+                delta = matmul(weights[l + 1].T, delta, out=layer.delta)
                 # σ′(zˡ) is written over zˡ, which nothing needs after it.
-                delta *= self.sigmas[l].prime(buffers.z[l], activations[l + 1], out=buffers.z[l])  # BP2
-            delta.sum(axis=1, keepdims=True, out=self.nabla_b[l])  # BP3
-            xp.matmul(delta, activations[l].T, out=self.nabla_w[l])  # BP4
+                delta *= layer.sigma.prime(layer.z, activations[l + 1], out=layer.z)  # BP2
+            delta.sum(axis=1, keepdims=True, out=layer.nabla_b)  # BP3
+            matmul(delta, activations[l].T, out=layer.nabla_w)  # BP4
         return activations[-1]
