@@ -230,3 +230,15 @@ def test_gradients_live_on_the_device(device, rng):
     assert xpbp.backend.device_of(net.feedforward(x)) == net.device
     assert [g.shape for g in nabla_w] == [w.shape for w in net.weights]
     assert [g.shape for g in nabla_b] == [b.shape for b in net.biases]
+
+
+@pytest.mark.parametrize("output, cost", [("identity", "quadratic"), ("sigmoid", "quadratic"), ("softmax", "log_likelihood")])
+def test_the_training_step_returns_the_outputs_it_trained_on(device, output, cost, rng):
+    """The step's aᴸ (kept for the epoch's training cost) is the forward pass's, untouched
+    by BP1, which writes σ′ over zᴸ: for the identity, aᴸ is zᴸ itself."""
+    net, x, y = make(device, "tanh", output, cost, [4, 5, 3], 6, rng)
+    with backend.using(net.device):
+        xs, ys = net._inputs.pair(x, y)
+        work = Workspace(net.sizes, net._sigmas, net._cost, net.xp, net.dtype)
+        a = work.backprop(net.weights, net.biases, xs, ys, 1.0)
+    np.testing.assert_array_equal(to_numpy(a), to_numpy(net.feedforward(x)))

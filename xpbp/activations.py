@@ -117,6 +117,10 @@ class Identity(Activation):
     def fn(self, z: Any, out: Any = None) -> Any:
         return z
 
+    def into(self, z: Any, out: Any) -> Any:
+        out[...] = z  # a copy, so that σ′ written over z later leaves a as it was
+        return out
+
     def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
         xp = get_array_module(z)
         if out is None:

@@ -47,7 +47,7 @@ class Cost:
 
     def delta(self, z: Any, a: Any, y: Any, activation: Activation, out: Any = None) -> Any:
         """BP1: δᴸ = ∇ₐC ⊙ σ′(zᴸ). With ``out`` (a buffer of a's shape), δᴸ is written there
-        and σ′(zᴸ) over z, which nothing needs after BP1: nothing is allocated."""
+        and σ′(zᴸ) over z, which nothing needs after BP1 (a must not be z): nothing is allocated."""
         if out is None:
             return self.prime(a, y) * activation.prime(z, a)
         return get_array_module(a).multiply(self.prime(a, y, out=out), activation.prime(z, a, out=z), out=out)
