@@ -131,12 +131,9 @@ class Workspace:
 
     def _batch(self, m: int) -> list[_Layer]:
         if m not in self._batches:
-            empty = self.xp.empty
-            self._batches[m] = [
-                _Layer(empty((n, m), dtype=self.dtype), empty((n, m), dtype=self.dtype), empty((n, m), dtype=self.dtype),
-                       nabla_w, nabla_b, sigma)
-                for n, nabla_w, nabla_b, sigma in zip(self.layout.sizes[1:], self.nabla_w, self.nabla_b, self.sigmas)
-            ]
+            buffer = lambda n: self.xp.empty((n, m), dtype=self.dtype)  # noqa: E731
+            layers = zip(self.layout.sizes[1:], self.nabla_w, self.nabla_b, self.sigmas)
+            self._batches[m] = [_Layer(buffer(n), buffer(n), buffer(n), w, b, sigma) for n, w, b, sigma in layers]
         return self._batches[m]
 
     def backprop(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float) -> Any:
