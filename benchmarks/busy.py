@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import xpbp
+import xpbp.threads
 
 from . import report, suite
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, threads in policies.items():
         solo = statistics.median(rates(cell, args.examples, threads, args.epochs))
         loaded = statistics.median(busy(cell, args.examples, threads, args.epochs, args.others))
-        chosen = xpbp.training.threads_for(list(cell.sizes), cell.batch) if threads is None else threads
+        chosen = xpbp.threads.threads_for(list(cell.sizes), cell.batch) if threads is None else threads
         rows.append({"policy": name, "blas_threads": chosen or os.cpu_count(), "solo": solo, "busy": loaded,
                      "busy_over_solo": loaded / solo})
     print(f"fit {cell.key}, {args.others} other trainings of the same cell running, {os.cpu_count()} cores:")

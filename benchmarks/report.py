@@ -10,6 +10,7 @@ from pathlib import Path
 from xpbp import bench
 
 IMPLS = ("xpbp fit", "xpbp step", "gemm", "nielsen", "torch", "sklearn", "jax step", "jax scan")
+RATIOS = {"fit/gemm": "gemm", "fit/jax scan": "jax scan"}  # column title: the peer xpbp's fit is divided by
 
 
 def machine() -> dict:
@@ -110,13 +111,18 @@ def assemble(rows: list[dict], notes: list[str], *, memory: list[dict] = (), mod
             key = f"{'-'.join(map(str, r['net']))} b{r['batch']}"
             r["gflops"] = round(step_flops[key] * r["median"] / r["batch"] / 1e9, 1)
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "mode": mode,
-            "seconds": round(seconds, 1), "machine": machine(), "notes": notes, "targets": targets(rows, memory), "memory": list(memory), "rows": rows}
+            "seconds": round(seconds, 1), "machine": machine(), "notes": notes, "targets": targets(rows, memory),
+            "memory": list(memory), "rows": rows}
 
 
 def _fmt(rate: float | None) -> str:
     if rate is None:
         return "–"
     return f"{rate / 1000:.1f}k" if rate < 1e6 else f"{rate / 1e6:.2f}M"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None else f"{a / b:.2f}"
 
 
 def markdown(results: dict) -> str:
@@ -126,13 +132,15 @@ def markdown(results: dict) -> str:
              f"PyTorch {m.get('torch', '–')}; scikit-learn {m.get('sklearn', '–')}; JAX {m.get('jax', '–')}. "
              f"{results['mode']} run, {results['date']}.", "",
              "Training throughput, examples/s (median of the rounds; spread in the JSON):", "",
-             "| net | batch | dtype | device | " + " | ".join(IMPLS) + " |",
-             "|---|---:|---|---|" + "---:|" * len(IMPLS)]
+             "| net | batch | dtype | device | " + " | ".join(IMPLS) + " | " + " | ".join(RATIOS) + " |",
+             "|---|---:|---|---|" + "---:|" * (len(IMPLS) + len(RATIOS))]
     get = _lookup(results["rows"])
     cells = sorted({(tuple(r["net"]), r["batch"], r["dtype"], r["device"]) for r in results["rows"]},
                    key=lambda c: (c[3], len(c[0]), c[0], c[1], c[2]))
     for net, batch, dtype, device in cells:
         rates = [_fmt(get(net, batch, dtype, device, impl)) for impl in IMPLS]
+        rates += [_ratio(get(net, batch, dtype, device, "xpbp fit"), get(net, batch, dtype, device, peer))
+                  for peer in RATIOS.values()]
         lines.append(f"| {'-'.join(map(str, net))} | {batch} | {dtype} | {device} | " + " | ".join(rates) + " |")
     lines += ["", "| target | measured | needed | status |", "|---|---:|---:|---|"]
     for t in results["targets"]:

@@ -39,13 +39,16 @@ def test_step_flops_counts_each_product():
 
 def test_files_are_written(tmp_path):
     rows = [row(SMALL, b, "float32", "cpu", impl, 1000.0 * b) for b in (10, 128) for impl in ("xpbp fit", "xpbp step")]
+    rows.append(row(SMALL, 10, "float32", "cpu", "gemm", 40000.0))
     results = report.assemble(rows, ["a note"], mode="quick", seconds=1.0,
                               step_flops={"784-30-10 b10": 10, "784-30-10 b128": 128})
     paths = report.write(results, tmp_path)
     assert [p.suffix for p in paths] == [".json", ".md", ".png"]
     data = json.loads(paths[0].read_text())
     assert data["machine"]["cores"] >= 1 and [r["gflops"] for r in data["rows"] if r["impl"] == "xpbp step"] == [0.0, 0.0]
-    assert "| 784-30-10 | 10 | float32 | cpu | 10.0k | 10.0k |" in paths[1].read_text()
+    table = paths[1].read_text()
+    assert "| 784-30-10 | 10 | float32 | cpu | 10.0k | 10.0k | 40.0k |" in table
+    assert table.count(" | 0.25 | – |") == 1 and "| 784-30-10 | 128 | float32 | cpu | 128.0k | 128.0k | – |" in table
 
 
 def test_compare_imports_a_revision_beside_the_working_tree(tmp_path, capsys):
@@ -73,3 +76,14 @@ def test_step_memory_is_measured_and_near_what_the_equations_need():
     assert 1.0 <= m["peak_bytes"] / m["need_bytes"] <= 1.05
     judged = {t["target"]: t for t in report.targets([], [m, {**m, "device": "cuda:0", "peak_bytes": 2 * m["need_bytes"]}])}
     assert [t["status"] for name, t in judged.items() if "memory" in name] == ["met", "short"]
+
+
+def test_the_busy_machine_benchmark_runs(tmp_path, capsys):
+    """benchmarks.busy on a tiny cell, one other training beside it: both policies measured."""
+    from benchmarks import busy
+
+    assert busy.main(["--sizes", "8,4,2", "--batch", "4", "--examples", "64", "--epochs", "1", "--others", "1",
+                      "--out", str(tmp_path)]) == 0
+    rows = json.loads(next(tmp_path.glob("busy-*.json")).read_text())["rows"]
+    assert [r["policy"] for r in rows] == ["xpbp's choice", "all cores"] and all(r["busy"] > 0 for r in rows)
+    assert "| xpbp's choice | 1 |" in capsys.readouterr().out
