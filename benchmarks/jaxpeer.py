@@ -15,7 +15,8 @@ Needs ``pip install jax`` (skipped with a note otherwise); float64 turns on JAX'
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

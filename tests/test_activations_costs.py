@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from references import SIGMA
 
 from xpbp import activations, costs, to_device, to_numpy
-
-from references import SIGMA
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "identity"])

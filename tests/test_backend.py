@@ -4,12 +4,12 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import CUDA, GPU
 
 import xpbp
 from xpbp import backend
 
 import strict
-from conftest import CUDA, GPU
 
 
 def test_cpu_resolves_to_numpy():

@@ -8,12 +8,11 @@ import itertools
 
 import numpy as np
 import pytest
+from references import cost_grad, forward, nielsen_backprop, numeric_gradient, sigma_prime_matrix
 
 import xpbp
 from xpbp import backend, to_numpy
 from xpbp.workspace import Workspace
-
-from references import cost_grad, forward, nielsen_backprop, numeric_gradient, sigma_prime_matrix
 
 HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
 # (output activation, cost): every pairing the network accepts.

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import xpbp
-
 from conftest import CUDA
 from test_datasets import FASHION
+
+import xpbp
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / "xpbp"
 

@@ -385,7 +385,7 @@ def raw_server(fake, monkeypatch):
                     connection, _ = listener.accept()
                 except OSError:
                     continue
-                threading.Thread(target=lambda: _talk(talk, connection, stop), daemon=True).start()
+                threading.Thread(target=_talk, args=(talk, connection, stop), daemon=True).start()
 
         threading.Thread(target=serve, daemon=True).start()
         servers.append((listener, stop))

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CUDA
 
 import xpbp
 from xpbp import files, to_numpy
-
-from conftest import CUDA
 
 
 def host(net):

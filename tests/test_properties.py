@@ -8,11 +8,10 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from references import numeric_gradient
 
 import xpbp
 from xpbp import to_numpy
-
-from references import numeric_gradient
 
 PAIRINGS = [("sigmoid", "quadratic"), ("tanh", "quadratic"), ("identity", "quadratic"), ("relu", "quadratic"),
             ("sigmoid", "cross_entropy"), ("softmax", "log_likelihood")]

@@ -302,7 +302,7 @@ def test_resume_refuses_other_data_of_the_same_size(tmp_path):
               "no validation set": (X, y, None, "other validation data")}
     with pytest.raises(ValueError, match="epochs=2, this one has epochs=4"):  # the settings are checked too
         xpbp.Network([4, 6, 3], device="cpu").fit(X, y, validation_data=(Xv, yv), **kwargs)
-    for what, (X2, y2, validation, message) in others.items():
+    for X2, y2, validation, message in others.values():
         with pytest.raises(ValueError, match=message):
             xpbp.Network([4, 6, 3], device="cpu").fit(X2, y2, validation_data=validation, **run_kwargs(
                 epochs=2, checkpoint=ckpt, resume=True))

@@ -1,6 +1,7 @@
 """The array-module switch: NumPy on the CPU, CuPy on a CUDA GPU.
 
-This is the only module of xpbp that imports ``cupy``. Everything else asks it for
+This is the only module of xpbp that imports ``cupy`` (but for ``xpbp.distributed``,
+which imports CuPy's NCCL bindings for its GPU all-reduce). Everything else asks it for
 the array module (``xp``) of a device or of an array, moves data across the
 host/device boundary only through :func:`to_device` and :func:`to_numpy`, and runs
 device work inside :func:`using`, so that it lands on the right GPU.

@@ -292,21 +292,22 @@ def table(cells: list[dict[str, Any]]) -> str:
 
 
 def plot(rows: list[dict], path: str | os.PathLike, title: str) -> None:
-    """Examples/s against batch size, one panel per network (float32), a line per
-    implementation and device, the GEMM ceiling dashed. Needs matplotlib."""
+    """Examples/s against batch size, one panel per network (float32, or the one dtype
+    measured), a line per implementation and device, the GEMM ceiling dashed. Needs matplotlib."""
     import matplotlib  # the optional extra, as in xpbp.plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    dtype = "float32" if any(r["dtype"] == "float32" for r in rows) else rows[0]["dtype"]
     nets = sorted({tuple(r["net"]) for r in rows}, key=lambda n: (len(n), n))
     fig, axes = plt.subplots(1, len(nets), figsize=(5 * len(nets), 4.2), constrained_layout=True, squeeze=False)
     for ax, net in zip(axes[0], nets):
-        mine = [r for r in rows if tuple(r["net"]) == net and r["dtype"] == "float32"]
+        mine = [r for r in rows if tuple(r["net"]) == net and r["dtype"] == dtype]
         for impl, device in sorted({(r["impl"], r["device"]) for r in mine}):
             line = sorted((r["batch"], r["median"]) for r in mine if r["impl"] == impl and r["device"] == device)
             ax.plot(*zip(*line), "--" if impl == "gemm" else "-", marker="o", label=f"{impl} ({device})")
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="examples/s", title="-".join(map(str, net)) + ", float32")
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="examples/s", title="-".join(map(str, net)) + f", {dtype}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(title)

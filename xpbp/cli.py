@@ -51,7 +51,9 @@ def _sizes(text: str) -> list[int]:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines or notes on stderr, only errors")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no per-epoch lines or notes on stderr, only warnings and errors"
+    )
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -349,7 +351,7 @@ def _trained(
         "plot": args.plot,
     }
     if not args.json:
-        on = net.device + (f" and {ranks - 1} more ranks" if ranks > 1 else "")
+        on = net.device + (f", {ranks} ranks" if ranks > 1 else "")
         print(
             f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test}) after {args.epochs} epochs "
             f"on {on}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})"

@@ -73,6 +73,8 @@ class Network:
     seed : seeds the initial weights and every epoch's shuffle; drawn at random when None
         (and kept in ``net.seed``, so a run can be repeated).
 
+    Notes
+    -----
     ``net.weights[l]`` (shape ``(sizes[l+1], sizes[l])``) and ``net.biases[l]`` (``(sizes[l+1], 1)``)
     are arrays on the device, views of one flat buffer that ``fit`` updates in place, so a
     reference to one keeps following the training. An array put in their place
@@ -272,8 +274,17 @@ class Network:
         comm : an mpi4py communicator for data-parallel training (:mod:`xpbp.distributed`):
             every rank calls ``fit`` alike, and ``batch_size`` is the global mini-batch.
 
-        Returns the run's :class:`History`. Raises :class:`DivergenceError` when a cost or a
-        parameter becomes NaN or Inf, and :class:`DeviceMemoryError` when the device's memory runs out.
+        Returns
+        -------
+        History
+            the run's costs and accuracies, epoch by epoch.
+
+        Raises
+        ------
+        DivergenceError
+            when a cost or a parameter becomes NaN or Inf.
+        DeviceMemoryError
+            when the device's memory runs out.
         """
         group = distributed.Group(comm, self.device) if comm is not None else None
         with group.agreeing() if group else contextlib.nullcontext():  # what one rank refuses, all refuse
