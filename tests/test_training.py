@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import xpbp
-from xpbp import datasets, to_numpy, training
+from xpbp import datasets, runs, to_numpy, training
 
 
 def blobs(rng, n=200, classes=3, dim=4):
@@ -231,7 +231,7 @@ def test_each_epoch_has_its_own_order(device, rng):
     b.fit(X, y, epochs=1, batch_size=3, eta=0.5, progress=False)
     assert not np.array_equal(weights(a)[0], weights(b)[0])
     with xpbp.backend.using(a.device):
-        trainer = training.Trainer(a, training.Run(30, 1, 3, 0.5), training.Data(X, np.eye(3)[y]))
+        trainer = training.Trainer(a, runs.Run(30, 1, 3, 0.5), runs.Data(X, np.eye(3)[y]))
         orders = []
         for count in (0, 1):
             a._epochs_trained = count

@@ -5,7 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .backend import get_array_module, to_device, to_numpy
 from .network import Network, load
-from .training import DeviceMemoryError, DivergenceError, History
+from .runs import DeviceMemoryError, DivergenceError, History
 
 try:
     __version__ = version("xpbp")

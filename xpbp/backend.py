@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ __all__ = [
     "stream",
     "to_device",
     "to_numpy",
+    "usable",
     "using",
 ]
 
@@ -248,6 +250,17 @@ def canonical(device: str) -> str:
     backend, index = _split(device)
     backend.check(index)
     return "cpu" if backend.name == "cpu" else f"{backend.name}:{index}"
+
+
+def usable(device: str, what: str) -> str:
+    """``device``, canonical, where it is usable here; else ``"cpu"``, with a
+    ``RuntimeWarning`` that says so of ``what`` (e.g. "a network pickled on")."""
+    try:
+        return canonical(device)
+    except (RuntimeError, ValueError) as e:
+        message = f"{what} {device} is loaded on the CPU: that device is not usable here ({e})"
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return "cpu"
 
 
 def resolve(device: str) -> ModuleType:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, backend, training
+from . import __version__, backend, runs, training
 from .network import Network
 
 __all__ = [
@@ -105,7 +105,7 @@ def bare_step(cell: Cell) -> tuple[Network, Any, Any, Callable[[], Callable[[], 
 
     def start() -> Callable[[], None]:
         with backend.using(net.device):
-            trainer = training.Trainer(net, training.Run(cell.batch, 1, cell.batch, ETA), training.Data(x.T, t.T))
+            trainer = training.Trainer(net, runs.Run(cell.batch, 1, cell.batch, ETA), runs.Data(x.T, t.T))
 
         def step() -> None:
             with backend.using(net.device):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import backend, files, formats
-from .training import History, Run
+from .runs import History, Run
 
 if TYPE_CHECKING:
     from .training import Trainer

@@ -30,7 +30,7 @@ files, the same without ``trained_on``, are read too):
 ``velocity``                  the momentum velocities, laid out like θ (only when μ > 0)
 ``epoch``                     int64, the epochs of the run done (1 … ``run_epochs``)
 ``epochs_trained``            int64, the network's epoch count, which seeds each shuffle
-``run_<name>``                each setting of the run (``training.Run``); a setting
+``run_<name>``                each setting of the run (``runs.Run``); a setting
                               added in a later version is read with its default
 ``history_<name>``            float64, each list of the run's ``History``, ``epoch`` long
                               (the validation lists empty without validation data)

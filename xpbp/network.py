@@ -12,7 +12,8 @@ with m columns and each equation is one matrix product or elementwise operation.
 
 :meth:`Network.backprop` below is those four lines, as the book writes them. Training
 runs the same equations in :mod:`xpbp.workspace`, written into buffers kept from step
-to step; the loop around them is :mod:`xpbp.training`, the files :mod:`xpbp.formats`.
+to step; the loop around them is :mod:`xpbp.training` (for a run described in
+:mod:`xpbp.runs`), the files :mod:`xpbp.formats`.
 
 The same code runs on NumPy and CuPy: ``self.xp`` is the array module of the
 network's device, every method runs with that device current, and data crosses the
@@ -21,22 +22,18 @@ host/device boundary only at the public methods' edges.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import sys
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from . import activations as _activations
-from . import backend, distributed, formats, training, validation
+from . import backend, formats, runs, training, validation
 from . import costs as _costs
 from .checkpoints import Checkpoints
-from .threads import threads_for
-from .training import DeviceMemoryError, DivergenceError, History
+from .runs import DeviceMemoryError, DivergenceError, History
 from .workspace import Layout, Parameters, Workspace
 
 __all__ = ["DeviceMemoryError", "DivergenceError", "History", "Network", "load"]
@@ -61,6 +58,12 @@ def _on_device(method: _Method) -> _Method:
 class Network:
     """A fully-connected feedforward network.
 
+    ``net.weights[l]`` (shape ``(sizes[l+1], sizes[l])``) and ``net.biases[l]`` (``(sizes[l+1], 1)``)
+    are arrays on the device, views of one flat buffer that ``fit`` updates in place, so a
+    reference to one keeps following the training. An array put in their place
+    (``net.weights[0] = w``) is copied into that buffer by the next method call, and the
+    list holds the buffer's view again: the array put there is not trained itself.
+
     Parameters
     ----------
     sizes : layer widths, input first, e.g. ``[784, 30, 10]``.
@@ -72,14 +75,6 @@ class Network:
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     seed : seeds the initial weights and every epoch's shuffle; drawn at random when None
         (and kept in ``net.seed``, so a run can be repeated).
-
-    Notes
-    -----
-    ``net.weights[l]`` (shape ``(sizes[l+1], sizes[l])``) and ``net.biases[l]`` (``(sizes[l+1], 1)``)
-    are arrays on the device, views of one flat buffer that ``fit`` updates in place, so a
-    reference to one keeps following the training. An array put in their place
-    (``net.weights[0] = w``) is copied into that buffer by the next method call, and the
-    list holds the buffer's view again: the array put there is not trained itself.
     """
 
     def __init__(
@@ -153,22 +148,16 @@ class Network:
             f"cost={self.cost_name!r}, dtype={str(self.dtype)!r}, device={self.device!r})"
         )
 
-    # ------------------------------------------------------------------ parameters
-
     def _place(self, flat: Any) -> None:
         """θ on the device from ``flat`` (every w, then every b, raveled), and every w and b a view of it."""
         self._params = Parameters(self._layout, flat, self.dtype, self.device)
-        self._show()
+        self.weights, self.biases = self._layout.split(self._params.views)
         self._work: Workspace | None = None
-
-    def _show(self) -> None:
-        L = len(self.sizes) - 1
-        self.weights, self.biases = self._params.views[:L], self._params.views[L:]
 
     def _sync(self) -> Any:
         """θ, after taking in any w or b that was replaced since by another array."""
         if self._params.take(list(self.weights) + list(self.biases)):
-            self._show()
+            self.weights, self.biases = self._layout.split(self._params.views)
         return self._params.theta
 
     def _workspace(self, batch_sizes: set[int]) -> Workspace:
@@ -182,8 +171,6 @@ class Network:
         return formats.Config(
             tuple(self.sizes), self.activation, self.output_activation, self.cost_name, self.init, str(self.dtype), self.seed
         )
-
-    # ------------------------------------------------------------------ the equations
 
     @_on_device
     def feedforward(self, a: Any) -> Any:
@@ -228,8 +215,6 @@ class Network:
         x, y = self._inputs.pair(x, y)
         return float(backend.to_numpy(self._cost.fn(self._feedforward(x), y).mean()))
 
-    # ------------------------------------------------------------------ training
-
     @_on_device
     def fit(
         self,
@@ -251,68 +236,46 @@ class Network:
         threads: int | None = None,
         comm: Any = None,
     ) -> History:
-        """Train by mini-batch stochastic gradient descent, with L2 weight decay and momentum.
-
-        For each mini-batch of m examples, with ∇C from BP1–BP4: v ← μv − η(∇C + (λ/N)w),
-        w ← w + v, and b likewise without the λ term (μ = 0 is Nielsen's update). The data
-        moves to the device once; each epoch draws a seeded permutation there.
+        """Train by mini-batch stochastic gradient descent: for each mini-batch, with ∇C from BP1–BP4,
+        v ← μv − η(∇C + (λ/N)w), w ← w + v, and b likewise without the λ term (μ = 0 is Nielsen's update).
+        Returns the run's :class:`History`; raises :class:`DivergenceError` when a cost or a parameter
+        becomes NaN or Inf, :class:`DeviceMemoryError` when the device's memory runs out.
 
         Parameters
         ----------
         X, y : examples as rows, ``(N, sizes[0])``; integer labels ``(N,)`` or targets ``(N, sizes[-1])``.
-        epochs, batch_size, eta : passes over the data, the mini-batch size m and the learning rate η;
-            by default Nielsen's 30 epochs, m = 10 (or N when N < 10) and his η for the cost
-            (3.0 for the quadratic cost, 0.5 for cross-entropy, 0.1 for log-likelihood).
+        epochs, batch_size, eta : passes over the data, the mini-batch size m and the learning rate η; by
+            default Nielsen's 30, 10 (N when N < 10) and η of the cost (3.0 quadratic, 0.5 cross-entropy, 0.1 log-likelihood).
         lmbda, momentum : the L2 term λ ≥ 0 and the momentum μ in [0, 1).
         validation_data : ``(X_val, y_val)``, whose cost and accuracy each epoch records.
         shuffle, progress : a new order each epoch; a progress bar (None: when stderr is a terminal).
         eta_decay : the schedule η/(1 + eta_decay·(e − 1)) in epoch e (Nielsen, ch. 3); 0 keeps η.
-        checkpoint, checkpoint_every, resume : a file rewritten every ``checkpoint_every`` epochs
-            and after the last, and whether to go on from it (:mod:`xpbp.checkpoints`); a
-            resumed run ends bit for bit where an uninterrupted one would (on the CPU).
+        checkpoint, checkpoint_every, resume : a file rewritten every ``checkpoint_every`` epochs and after the last,
+            and whether to go on from it (:mod:`xpbp.checkpoints`), ending where an unbroken run would (on the CPU, bit for bit).
         threads : BLAS threads on the CPU; None picks them (:func:`xpbp.threads.threads_for`).
-        comm : an mpi4py communicator for data-parallel training (:mod:`xpbp.distributed`):
-            every rank calls ``fit`` alike, and ``batch_size`` is the global mini-batch.
-
-        Returns
-        -------
-        History
-            the run's costs and accuracies, epoch by epoch.
-
-        Raises
-        ------
-        DivergenceError
-            when a cost or a parameter becomes NaN or Inf.
-        DeviceMemoryError
-            when the device's memory runs out.
+        comm : an mpi4py communicator (:mod:`xpbp.distributed`): every rank calls ``fit`` alike; m is global.
         """
-        group = distributed.Group(comm, self.device) if comm is not None else None
-        with group.agreeing() if group else contextlib.nullcontext():  # what one rank refuses, all refuse
-            data = training.Data.checked(self, X, y, validation_data)
-            n = data.X.shape[0]  # the defaults are Nielsen's: 30 epochs, mini-batches of 10, η of the cost
-            run = training.Run.checked(
-                n,
-                epochs=epochs,
-                batch_size=min(10, n) if batch_size is None else batch_size,
-                eta=self._cost.eta if eta is None else eta,
-                eta_decay=eta_decay,
-                lmbda=lmbda,
-                momentum=momentum,
-                shuffle=shuffle,
-            )
-            checkpoint_every = validation.positive_int(checkpoint_every, "checkpoint_every")
-            if resume and checkpoint is None:
-                raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
-            threads = (
-                threads_for(self.sizes, run.batch_size, group.size if group else 1)
-                if threads is None
-                else validation.positive_int(threads, "threads")
-            )
-        execution = training.Execution(sys.stderr.isatty() if progress is None else bool(progress), threads, group)
-        saving = Checkpoints(checkpoint, checkpoint_every, resume) if checkpoint is not None else None
-        return training.Trainer(self, run, data, execution).train(saving)
-
-    # ------------------------------------------------------------------ using a trained network
+        plan = runs.Plan.checked(
+            self,
+            X,
+            y,
+            validation_data,
+            epochs=epochs,
+            batch_size=batch_size,
+            eta=eta,
+            eta_decay=eta_decay,
+            lmbda=lmbda,
+            momentum=momentum,
+            shuffle=shuffle,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            threads=threads,
+            comm=comm,
+        )
+        saving = Checkpoints(checkpoint, plan.checkpoint_every, resume) if checkpoint is not None else None
+        return training.Trainer(self, plan.run, plan.data, plan.execution).train(saving)
 
     def _totals(self, X: Any, Y: Any, labels: Any) -> list[Any]:
         """Summed cost, number of correct predictions, and number of examples whose outputs
@@ -351,8 +314,6 @@ class Network:
         _finite_outputs(int(bad), X.shape[0])
         return correct / X.shape[0]
 
-    # ------------------------------------------------------------------ devices and files
-
     def to(self, device: str) -> Network:
         """Move the parameters to ``device`` in place; returns the network."""
         device = backend.canonical(device)
@@ -362,19 +323,17 @@ class Network:
         self._place(theta)
         return self
 
-    def _host_parameters(self) -> list[np.ndarray]:
-        """Host copies of every w, then every b, in one transfer."""
+    def _host_parameters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Host copies of the weights and of the biases, in one transfer."""
         with backend.using(self.device):
             self._sync()
-            return self._params.host()
+            return self._layout.split(self._params.host())
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters as NumPy arrays and the device by name (not its module)."""
         skip = ("xp", "weights", "biases", "_params", "_work", "_layout", "_inputs")
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
-        L = len(self.sizes) - 1
-        params = self._host_parameters()
-        state["weights"], state["biases"] = params[:L], params[L:]
+        state["weights"], state["biases"] = self._host_parameters()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -382,16 +341,7 @@ class Network:
         state.pop("_work", None)  # pickles of xpbp 0.1 carry an empty one, and no trained_on
         state.setdefault("trained_on", None)
         self.__dict__.update(state)
-        try:
-            self.device = backend.canonical(self.device)
-        except (RuntimeError, ValueError) as e:
-            warnings.warn(
-                f"a network pickled on {self.device} is loaded on the CPU: that device is not usable here ({e})",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self.device = "cpu"
-        self._on(self.device)
+        self._on(backend.usable(self.device, "a network pickled on"))
         self._layout = Layout(tuple(self.sizes))
         self._place(np.concatenate([np.asarray(p).ravel() for p in params]))
 
@@ -399,9 +349,7 @@ class Network:
         """Write the network to one versioned ``.npz`` file, atomically: a temporary file in
         the same directory, flushed to disk, then renamed over ``path``. A failed save leaves
         any previous file at ``path`` as it was."""
-        L = len(self.sizes) - 1
-        params = self._host_parameters()
-        formats.write_model(path, formats.ModelFile(self._config(), params[:L], params[L:], self.trained_on))
+        formats.write_model(path, formats.ModelFile(self._config(), *self._host_parameters(), self.trained_on))
 
 
 def _finite_outputs(bad: int, n: int) -> None:

@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .training import History  # noqa: E402
+from .runs import History  # noqa: E402
 
 __all__ = ["confusion_matrix", "learning_curves"]
 

@@ -60,6 +60,11 @@ class Layout:
             k += math.prod(shape)
         return views
 
+    def split(self, items: list[Any]) -> tuple[list[Any], list[Any]]:
+        """``(weights, biases)`` of ``items``, every w then every b, as lists."""
+        L = len(self.sizes) - 1
+        return list(items[:L]), list(items[L:])
+
     def zeros(self, xp: Any, dtype: np.dtype) -> Any:
         """A new flat buffer of zeros (on the current device)."""
         return xp.zeros(self.size, dtype=dtype)

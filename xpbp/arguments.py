@@ -1,0 +1,198 @@
+"""The ``xpbp`` command's arguments: its subcommands, their options, help texts and
+defaults (argparse). :mod:`xpbp.cli` runs the commands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from . import __version__, datasets
+from .activations import HIDDEN
+
+__all__ = ["UsageError", "parser"]
+
+
+class UsageError(Exception):
+    """A malformed command line; ``parser`` is the (sub)command's parser, for its usage line."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors ``main`` reports (so that ``--json`` gets its object)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 784,30,10, got {text!r}") from None
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no per-epoch lines or notes on stderr, only warnings and errors"
+    )
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        choices=datasets.NAMES,
+        default="mnist-sample",
+        help="mnist-sample is embedded (8,000 train / 2,000 test digits); the others are found or "
+        "downloaded (default: mnist-sample)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="a directory holding the data set's IDX files, looked in first (default: none)",
+    )
+    parser.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="fail instead of downloading missing files (default: download them)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto, a GPU when one is usable)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``xpbp`` command's parser: ``train``, ``evaluate``, ``info``, ``bench``."""
+    top = _Parser(prog="xpbp", description="Backpropagation (BP1-BP4) on NumPy or CuPy.", allow_abbrev=False)
+    top.add_argument("--version", action="version", version=f"xpbp {__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        allow_abbrev=False,
+        help="train a network and report test accuracy",
+        description="Train on a data set's training split, validating on its test split after "
+        "every epoch. The defaults are the settings of Nielsen's network.py.",
+    )
+    for options in (_data_options, _network_options, _training_options, _output_options, _common):
+        options(train)
+    evaluate = commands.add_parser(
+        "evaluate", allow_abbrev=False, help="accuracy, per-class accuracy and confusion matrix of a saved model"
+    )
+    _evaluate_options(evaluate)
+    _common(commands.add_parser("info", allow_abbrev=False, help="versions, BLAS, and whether CUDA is usable"))
+    bench = commands.add_parser(
+        "bench",
+        allow_abbrev=False,
+        help="training throughput on this machine's CPU and GPUs",
+        description="Whole fit epochs on each device, beside the device's GEMM ceiling (the "
+        "training step's matrix products alone), interleaved; the median examples/s of the rounds.",
+    )
+    _bench_options(bench)
+    return top
+
+
+def _network_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--sizes", type=_sizes, default=[784, 30, 10], metavar="N,N,...", help="layer widths, input first (default: 784,30,10)")
+    add("--activation", choices=HIDDEN, default="sigmoid", help="σ of the hidden layers (default: sigmoid)")
+    add(
+        "--output-activation",
+        choices=(*HIDDEN, "softmax"),
+        default=None,
+        help="σ of the output layer (default: as the hidden layers)",
+    )
+    add(
+        "--cost",
+        choices=("quadratic", "cross_entropy", "log_likelihood"),
+        default="quadratic",
+        help="cross_entropy needs a sigmoid output, log_likelihood a softmax one (default: quadratic)",
+    )
+    add(
+        "--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1) (default: scaled)"
+    )
+    add("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type (default: float32)")
+    add("--seed", type=int, default=None, help="seed for initialisation and shuffling (default: drawn at random and printed)")
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--epochs", type=int, default=30, help="passes over the training data (default: 30)")
+    add("--batch-size", type=int, default=10, help="mini-batch size m (default: 10)")
+    add(
+        "--eta",
+        type=float,
+        default=None,
+        help="learning rate η (default: Nielsen's for the cost: 3.0 quadratic, 0.5 cross_entropy, 0.1 log_likelihood)",
+    )
+    add("--eta-decay", type=float, default=0.0, help="learning-rate schedule: η/(1 + decay·(epoch − 1)) (default: 0, constant)")
+    add("--lmbda", type=float, default=0.0, help="L2 regularisation λ (default: 0)")
+    add("--momentum", type=float, default=0.0, help="momentum coefficient μ, in [0, 1) (default: 0)")
+    add(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads for training on the CPU (default: one for small "
+        "networks and batches, where more do not pay, and one per rank under MPI, else all; or $XPBP_NUM_THREADS)",
+    )
+    add(
+        "--distributed",
+        choices=("mpi", "nccl"),
+        default=None,
+        help="train one network on all the processes mpiexec started: mpi on CPUs, nccl on GPUs, one GPU per "
+        "process; --batch-size is then the global mini-batch (default: one process)",
+    )
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--save", metavar="PATH", default=None, help="write the trained network to this .npz file (default: not saved)")
+    add("--plot", metavar="PNG", default=None, help="draw the learning curves into this PNG; needs xpbp[plot] (default: none)")
+    add(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar (default: when stderr is a terminal)",
+    )
+
+
+def _evaluate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a .npz file written by xpbp train --save or Network.save")
+    _data_options(parser)
+    parser.add_argument("--split", choices=("train", "test"), default="test", help="which split to evaluate on (default: test)")
+    parser.add_argument(
+        "--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG; needs xpbp[plot] (default: none)"
+    )
+    _common(parser)
+
+
+def _bench_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--sizes",
+        type=_sizes,
+        nargs="+",
+        default=None,
+        metavar="N,N,...",
+        help="networks (default: 784,30,10 784,100,10 784,1024,1024,10; with --quick the first two)",
+    )
+    add(
+        "--batch-sizes",
+        type=_sizes,
+        default=None,
+        metavar="M,M,...",
+        help="mini-batch sizes (default: 10,128,1024; with --quick 10,128)",
+    )
+    add("--dtype", choices=("float32", "float64"), nargs="+", default=["float32"], help="(default: float32)")
+    add("--devices", default=None, metavar="D,D,...", help="devices (default: the CPU and every CUDA device)")
+    add("--repeats", type=int, default=None, help="rounds per cell (default: 3; with --quick 2)")
+    add("--quick", action="store_true", help="a small grid, in well under a minute")
+    add(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="draw examples/s against batch size into this PNG; needs xpbp[plot] (default: none)",
+    )
+    _common(parser)
