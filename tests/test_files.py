@@ -374,6 +374,24 @@ def test_paths_a_save_cannot_use_are_named(tmp_path):
     assert xpbp.load(long, device="cpu").seed == 1 and [p.name for p in tmp_path.iterdir()] == [long.name]
 
 
+def test_another_users_file_in_a_sticky_directory_is_refused(tmp_path, monkeypatch):
+    """In a directory like /tmp (sticky bit), only a file's owner may replace it: a save
+    by another user is refused before anything is written, the file left as it was."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    theirs = shared / "m.npz"
+    theirs.write_bytes(b"their model")
+    owner = os.stat(theirs).st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 12345)  # neither the file's nor the directory's owner, nor root
+    with pytest.raises(PermissionError, match="another user's file, in a directory where only its owner may replace it"):
+        xpbp.Network([3, 2], device="cpu", seed=1).save(theirs)
+    assert theirs.read_bytes() == b"their model" and [p.name for p in shared.iterdir()] == ["m.npz"]
+    shared.chmod(0o777)  # without the sticky bit, anyone who may write the directory may replace the file
+    xpbp.Network([3, 2], device="cpu", seed=1).save(theirs)
+    assert xpbp.load(theirs, device="cpu").seed == 1
+
+
 def test_a_model_remembers_what_it_was_trained_on_and_older_files_still_load(tmp_path):
     net = xpbp.Network([3, 2], device="cpu", seed=1)
     net.trained_on = "mnist-sample:train"
