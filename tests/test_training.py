@@ -1,10 +1,12 @@
 """fit: the update rule, reproducibility, dtypes, and learning on real digits."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 import xpbp
-from xpbp import datasets, runs, to_numpy, training
+from xpbp import datasets, runs, threads, to_numpy, training
 
 
 def blobs(rng, n=200, classes=3, dim=4):
@@ -317,3 +319,24 @@ def test_divergence_by_weight_decay_at_another_learning_rate_leaves_finite_param
     with pytest.raises(xpbp.DivergenceError, match=r"1 - eta\*lmbda/N = -9, beyond -1; try a smaller lmbda \(lmbda=400\)"):
         net.fit(X, y, epochs=60, batch_size=20, eta=0.5, lmbda=400.0, progress=False)
     assert all(np.isfinite(p).all() for p in weights(net))
+
+
+def test_blas_threads_follow_the_size_of_the_step(rng, monkeypatch):
+    """One BLAS thread for a small step and for each of several ranks, all of them (None)
+    for a large step; threads= and $XPBP_NUM_THREADS say otherwise; fit uses the choice."""
+    monkeypatch.delenv("XPBP_NUM_THREADS", raising=False)
+    assert threads.threads_for([784, 30, 10], 10) == 1
+    assert threads.threads_for([784, 1024, 1024, 10], 1024) is None
+    assert threads.threads_for([784, 1024, 1024, 10], 1024, ranks=2) == 1
+    monkeypatch.setenv("XPBP_NUM_THREADS", "3")
+    assert threads.threads_for([784, 30, 10], 10) == 3
+    monkeypatch.delenv("XPBP_NUM_THREADS")
+    limits = []
+    monkeypatch.setattr(threads, "limit", lambda device, n: limits.append(n) or contextlib.nullcontext())
+    X, y = blobs(rng, n=40)
+    net = xpbp.Network([4, 5, 3], device="cpu", seed=2)
+    net.fit(X, y, epochs=1, progress=False)
+    monkeypatch.setattr(threads, "THREADED_STEP_FLOPS", 0)  # every step is large now
+    net.fit(X, y, epochs=1, progress=False)
+    net.fit(X, y, epochs=1, threads=2, progress=False)
+    assert limits == [1, None, 2]

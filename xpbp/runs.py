@@ -207,9 +207,9 @@ class Plan:
             every = positive_int(checkpoint_every, "checkpoint_every")
             if resume and checkpoint is None:
                 raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
-            if threads is None:
+            if threads is None:  # None from threads_for too: all the BLAS library's threads
                 threads = threads_for(net.sizes, run.batch_size, group.size if group else 1)
-            execution = Execution(
-                sys.stderr.isatty() if progress is None else bool(progress), positive_int(threads, "threads"), group
-            )
+            else:
+                threads = positive_int(threads, "threads")
+            execution = Execution(sys.stderr.isatty() if progress is None else bool(progress), threads, group)
         return cls(run, data, execution, every)
