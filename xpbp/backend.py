@@ -37,6 +37,7 @@ else:
 __all__ = [
     "Fused",
     "as_array",
+    "blas_info",
     "canonical",
     "cuda_available",
     "cuda_info",
@@ -288,6 +289,12 @@ def stream() -> int:
     """The handle of the current CUDA stream, for libraries that take one (NCCL); 0, the
     default stream, without CuPy."""
     return cupy.cuda.get_current_stream().ptr if cupy is not None else 0
+
+
+def blas_info() -> dict[str, Any]:
+    """The BLAS NumPy was built with: ``{"name": ..., "version": ...}`` (None where unknown)."""
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    return {key: blas.get(key) for key in ("name", "version")}
 
 
 def cuda_info() -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, backend, runs, training
+from . import __version__, backend, runs, threads, training
 from .network import Network
 
 __all__ = [
@@ -72,10 +72,8 @@ class Cell:
 
     @property
     def flops(self) -> int:
-        """Floating-point operations of one step's matrix products: forward w·a, BP2's wᵀδ
-        (not for the first layer) and BP4's δ·aᵀ, each 2·m·n_in·n_out."""
-        pairs = zip(self.sizes[:-1], self.sizes[1:])
-        return sum(2 * self.batch * n_in * n_out * (3 if l else 2) for l, (n_in, n_out) in enumerate(pairs))
+        """Floating-point operations of one step's matrix products (:func:`xpbp.threads.step_flops`)."""
+        return threads.step_flops(self.sizes, self.batch)
 
 
 def data(n: int, cell: Cell, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -234,14 +232,14 @@ def machine() -> dict[str, Any]:
         cpu = found.group(1) if found else platform.processor() or cpu
     except OSError:
         cpu = platform.processor() or cpu
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    blas = backend.blas_info()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "xpbp": __version__,
         "numpy": np.__version__,
-        "numpy_blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+        "numpy_blas": f"{blas['name'] or '?'} {blas['version'] or ''}".strip(),
         "cuda": backend.cuda_info(),
     }
 

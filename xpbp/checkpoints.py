@@ -71,9 +71,8 @@ class Checkpoints:
     def _state(self, trainer: Trainer, epoch: int) -> formats.Checkpoint:
         host = backend.to_numpy(trainer.xp.concatenate(trainer._state()))  # θ and the velocities, one transfer
         size, net = trainer.theta.size, trainer.net
-        views = trainer.workspace.layout.views(host[:size])
-        L = len(net.sizes) - 1
-        model = formats.ModelFile(net._config(), views[:L], views[L:])
+        layout = trainer.workspace.layout
+        model = formats.ModelFile(net._config(), *layout.split(layout.views(host[:size])))
         velocity = host[size:] if trainer.velocity is not None else None
         identity = self.identity(trainer)
         return formats.Checkpoint(model, velocity, epoch, net._epochs_trained, identity.run, vars(trainer.history), identity.data)

@@ -248,20 +248,20 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _info(args: argparse.Namespace) -> dict[str, Any]:
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    blas = backend.blas_info()
     result = {
         "command": "info",
         "xpbp": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "blas": {key: blas.get(key) for key in ("name", "version")},
+        "blas": blas,
         "cuda": backend.cuda_info(),
     }
     if not args.json:
         cuda = result["cuda"]
         print(
             f"xpbp {result['xpbp']}, Python {result['python']}, NumPy {result['numpy']} "
-            f"(BLAS: {blas.get('name', 'unknown')} {blas.get('version', '')})".rstrip()
+            f"(BLAS: {blas['name'] or 'unknown'} {blas['version'] or ''})".rstrip()
         )
         print(
             f"CuPy {cuda.get('cupy', 'not installed')}"
@@ -278,7 +278,7 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("xpbp.network").setLevel(logging.WARNING)  # no epoch lines from the fits it times
     nets = [tuple(s) for s in args.sizes] if args.sizes else list(bench.NETS[:2] if args.quick else bench.NETS)
     batches = args.batch_sizes or ([10, 128] if args.quick else list(bench.BATCHES))
-    for n in [b for b in batches] + [w for s in nets for w in s]:
+    for n in [*batches, *(w for s in nets for w in s)]:
         validation.positive_int(n, "every size and batch size")
     repeats = validation.positive_int(args.repeats or (2 if args.quick else 3), "repeats")
     devices = args.devices.split(",") if args.devices else bench.devices()

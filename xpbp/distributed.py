@@ -37,7 +37,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from types import ModuleType, TracebackType
 from typing import Any
 
@@ -167,10 +166,6 @@ class Group:
     def agree(self, error: BaseException | None) -> None:
         """See :func:`agree`."""
         agree(self.comm, error)
-
-    def agreeing(self) -> AbstractContextManager[None]:
-        """See :func:`agreeing`."""
-        return agreeing(self.comm)
 
     def same(self, what: str, value: Any) -> None:
         """Refuse, on every rank, a ``value`` that is not the same on all ranks."""

@@ -6,7 +6,8 @@ flushes it to disk, and renames it over the target. The target must be a regular
 or not exist yet (a FIFO, a device or a directory is refused, untouched); through a
 symbolic link, the file the link points to is replaced and the link kept; an existing
 file keeps its permission bits, a new one gets those the umask allows. Temporary
-files are named ``.<name>.xpbp-<host>-<pid>-<random><suffix>``, so that a writer
+files are named ``.<name>.xpbp-<host>-<pid namespace>-<pid>-<random><suffix>`` (a
+SHA-256 of the name stands for a name over 150 characters), so that a writer
 killed half-way (SIGKILL cannot be caught) can be told from one still running: the
 next write of the same file deletes the temporary files of writers on this host whose
 process is gone, and nothing else. :func:`temporary` and :func:`sweep` serve the

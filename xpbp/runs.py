@@ -6,13 +6,12 @@ what it gives back (:class:`History`) or why it stopped (:class:`DivergenceError
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import backend, validation
-from .distributed import Group
+from .distributed import Group, agreeing
 from .threads import threads_for
 from .validation import positive_int, real
 
@@ -191,7 +190,7 @@ class Plan:
         """``fit``'s arguments, each validated, with a message naming the first bad one; in
         a data-parallel run, what one rank refuses, all refuse."""
         group = Group(comm, net.device) if comm is not None else None
-        with group.agreeing() if group else contextlib.nullcontext():
+        with agreeing(comm):
             data = Data.checked(net, X, y, validation_data)
             n = data.X.shape[0]
             run = Run.checked(

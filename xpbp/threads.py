@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -22,7 +23,7 @@ from threadpoolctl import ThreadpoolController
 
 from .validation import positive_int
 
-__all__ = ["THREADED_STEP_FLOPS", "limit", "threads_for"]
+__all__ = ["THREADED_STEP_FLOPS", "limit", "step_flops", "threads_for"]
 
 # Below this many floating-point operations per training step, a second BLAS thread
 # gained at most ~15% on an idle 2-core machine, and cost a factor of five on one
@@ -37,9 +38,14 @@ def threads_for(sizes: list[int], batch_size: int, ranks: int = 1) -> int | None
     setting = os.environ.get("XPBP_NUM_THREADS")
     if setting:
         return positive_int(int(setting) if setting.isdigit() else setting, "XPBP_NUM_THREADS")
-    products = sum(n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-    flops = 2 * batch_size * (3 * products - sizes[0] * sizes[1])  # z = w a, BP4, and BP2 above the first layer
-    return 1 if ranks > 1 or flops < THREADED_STEP_FLOPS else None
+    return 1 if ranks > 1 or step_flops(sizes, batch_size) < THREADED_STEP_FLOPS else None
+
+
+def step_flops(sizes: Sequence[int], batch_size: int) -> int:
+    """Floating-point operations of one training step's matrix products: forward w·a,
+    BP4's δ·aᵀ and BP2's wᵀδ (not for the first layer), each 2·m·n_in·n_out."""
+    pairs = zip(sizes[:-1], sizes[1:])
+    return sum(2 * batch_size * n_in * n_out * (3 if l else 2) for l, (n_in, n_out) in enumerate(pairs))
 
 
 @functools.cache

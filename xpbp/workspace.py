@@ -126,8 +126,7 @@ class Workspace:
         self.layout = Layout(tuple(sizes))
         self.sigmas, self.cost, self.xp, self.dtype = list(sigmas), cost, xp, dtype
         self.grad = self.layout.zeros(xp, dtype)
-        views = self.layout.views(self.grad)
-        self.nabla_w, self.nabla_b = views[: len(self.sigmas)], views[len(self.sigmas) :]
+        self.nabla_w, self.nabla_b = self.layout.split(self.layout.views(self.grad))
         self._batches: dict[int, list[_Layer]] = {}
 
     def keep(self, batch_sizes: set[int]) -> None:
