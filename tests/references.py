@@ -89,3 +89,31 @@ def numeric_gradient(net, x, y, eps=1e-6):
             g[idx] = (plus - minus) / (2 * eps)
         gradient.append(g)
     return gradient
+
+
+def dropout_backprop(weights, biases, names, cost, x, y, masks):
+    """The per-example loop of ``nielsen_backprop`` for a thinned network: column j of each
+    hidden layer's mask multiplies that layer's activation of example j in the forward pass
+    and its error in BP2."""
+    m, L = x.shape[1], len(weights)
+    nabla_b = [np.zeros_like(b) for b in biases]
+    nabla_w = [np.zeros_like(w) for w in weights]
+    for j in range(m):
+        a, activations, zs = x[:, [j]], [x[:, [j]]], []
+        for l, (w, b, name) in enumerate(zip(weights, biases, names)):
+            z = w @ a + b
+            a = SIGMA[name][0](z) * (masks[l][:, [j]] if l < L - 1 else 1.0)
+            zs.append(z)
+            activations.append(a)
+        yj = y[:, [j]]
+        if names[-1] == "softmax":
+            delta = activations[-1] - yj
+        else:
+            delta = cost_grad(cost, activations[-1], yj) * SIGMA[names[-1]][1](zs[-1])
+        nabla_b[-1] += delta
+        nabla_w[-1] += delta @ activations[-2].T
+        for l in range(2, L + 1):
+            delta = (weights[-l + 1].T @ delta) * SIGMA[names[-l]][1](zs[-l]) * masks[-l + 1][:, [j]]
+            nabla_b[-l] += delta
+            nabla_w[-l] += delta @ activations[-l - 1].T
+    return [nb / m for nb in nabla_b], [nw / m for nw in nabla_w]

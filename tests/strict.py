@@ -17,6 +17,7 @@ and puts every array on the right GPU:
   allocations land on the current GPU), and any work on an array while the other
   device is current raises :class:`WrongDevice`: an array allocated, or a permutation
   drawn, under the wrong device is caught at its first use;
+- its random generator, like CuPy's, draws other numbers than NumPy's from a seed;
 - like CuPy, it runs xpbp's fused operations (:class:`xpbp.backend.Fused`) as one
   "kernel" each: their own array code, run here with this module, each launch logged.
 
@@ -201,10 +202,12 @@ for _name in ("neg", "pos", "abs", "invert"):
 
 
 class _RandomState:
-    """cupy.random.RandomState: its draws land on the device current when they are made."""
+    """cupy.random.RandomState: its draws land on the device current when they are made,
+    and like CuPy's they are not NumPy's for the same seed (here Philox's, not the Mersenne
+    Twister's), so that a draw left on the device trains another network than the CPU."""
 
     def __init__(self, seed):
-        self._rs = np.random.RandomState(seed)
+        self._rs = np.random.Generator(np.random.Philox(seed))
 
     def __getattr__(self, name):
         return _on_device(getattr(self._rs, name))

@@ -70,9 +70,12 @@ def test_train_json_is_one_object_and_nothing_else(tmp_path):
     assert r.stdout.count("\n") == 1
     assert result["command"] == "train" and result["device"] == "cpu" and result["seed"] == 1
     assert result["network"] == {"sizes": [784, 20, 10], "activation": "sigmoid", "output_activation": "softmax",
-                                 "cost": "log_likelihood", "init": "scaled", "dtype": "float32"}
+                                 "cost": "log_likelihood", "init": "scaled", "dtype": "float32", "task": "classification"}
     assert result["training"]["momentum"] == 0.5 and result["training"]["examples"] == 8000
-    assert list(result["history"]) == ["train_cost", "val_cost", "val_accuracy", "seconds"]  # History's own names
+    assert list(result["history"]) == ["train_cost", "val_cost", "val_accuracy", "val_rmse", "val_r2", "seconds",
+                                       "best_epoch", "stopped_early"]  # History's own names
+    assert result["metrics"] == ["train_cost", "val_cost", "val_accuracy", "seconds"]  # the lists that hold entries
+    assert result["validated_on"] == "the test split"
     assert len(result["history"]["val_accuracy"]) == 2 and result["test_accuracy"] == result["history"]["val_accuracy"][-1]
     assert 0.8 < result["test_accuracy"] <= 1 and result["seconds"] > 0 and result["examples_per_second"] > 0
 

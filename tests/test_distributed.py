@@ -103,6 +103,30 @@ def test_ranks_train_the_model_one_process_trains(tmp_path, ranks):
     assert [line.split(":")[0] for line in lines] == [f"epoch {e}/4" for e in range(1, 5)]  # rank 0 alone speaks
 
 
+PARTS = {"net": {"sizes": [6, 9, 7, 4], "activation": "relu", "output_activation": "softmax", "cost": "log_likelihood",
+                 "dtype": "float64", "seed": 3},
+         "fit": {"epochs": 8, "batch_size": 9, "eta": 0.01, "optimizer": "adam", "dropout": 0.3, "lmbda": 0.5,
+                 "regularization": "l1", "validation_fraction": 0.2, "early_stopping": 2},
+         "data": {"n": 60, "seed": 1}}
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_train_with_adam_dropout_and_early_stopping_as_one_process(tmp_path, ranks):
+    """The masks are keyed by each example's row, the split by the seed, so P ranks drop the
+    neurons one process drops and stop where it stops: within 1e-12 in float64."""
+    r = mpirun(ranks, PARTS, tmp_path)
+    assert r.returncode == 0, r.stderr
+    found = results(tmp_path, ranks)
+    assert_replicas_identical(found)
+    params, history = alone(PARTS)
+    assert found[0]["history"]["best_epoch"] == history["best_epoch"]
+    assert found[0]["history"]["stopped_early"] == history["stopped_early"]
+    for got, want in zip(found[0]["params"], params):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    for key in ("train_cost", "val_cost", "val_accuracy"):
+        np.testing.assert_allclose(found[0]["history"][key], history[key], rtol=1e-12)
+
+
 def test_small_batches_leave_ranks_empty_handed(tmp_path):
     """Mini-batches of 2 on 3 ranks (one rank has no example) and a last mini-batch of one;
     seed None on every rank still trains one network."""

@@ -36,7 +36,9 @@ def test_fit_syncs_once_per_epoch_and_never_in_the_batch_loop(ledger, epochs):
             validation_data=blobs(20, 1), progress=True)
     assert len(ledger.to_host) == epochs, where(ledger.to_host)
     assert not any("_step" in s or "_backprop" in s for s in ledger.to_host)
-    assert len(ledger.to_device) == 4, where(ledger.to_device)  # X, y, X_val, y_val: once each
+    # X, y, X_val, y_val once each; then each epoch's order, drawn on the host (xpbp.draws.order)
+    assert len(ledger.to_device) == 4 + epochs, where(ledger.to_device)
+    assert all("_order" in s for s in ledger.to_device[4:]), where(ledger.to_device[4:])
 
 
 def test_fit_on_device_data_checks_it_where_it_lives(ledger):
@@ -47,7 +49,7 @@ def test_fit_on_device_data_checks_it_where_it_lives(ledger):
     net = xpbp.Network([4, 5, 3], device="strict", seed=0)
     ledger.reset()
     net.fit(X, y, epochs=2, batch_size=4, eta=0.5, validation_data=(Xv, yv), progress=False)
-    assert len(ledger.to_device) == 0, where(ledger.to_device)
+    assert len(ledger.to_device) == 2 and all("_order" in s for s in ledger.to_device), where(ledger.to_device)  # the orders
     assert len(ledger.to_host) == 4 + 2, where(ledger.to_host)  # 4 checks, then 1 per epoch
 
 

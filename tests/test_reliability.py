@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,7 +158,7 @@ def test_a_damaged_checkpoint_changes_nothing(tmp_path):
         "an epoch count beyond int64": ({**data, "epochs_trained": np.array(2**63, dtype=np.uint64)}, "with 9223372036854775808 trained"),
         "no training costs": ({**data, "history_train_cost": np.zeros(0)}, "lists are not 2 long"),
         "an epoch of shape (1,)": ({**data, "epoch": np.array([2])}, r"epoch has shape \(1,\), expected \(\)"),
-        "velocity cut short": ({**data, "velocity": data["velocity"][:-1]}, "velocity has shape"),
+        "velocity cut short": ({**data, "state_velocity": data["state_velocity"][:-1]}, "state_velocity has shape"),
         "NaN in the last bias": ({**data, "b1": np.full_like(data["b1"], np.nan)}, "b1 is not finite"),
         "a setting with no default missing": ({k: v for k, v in data.items() if k != "run_batch_size"}, "'run_batch_size' is missing"),
     }
@@ -397,3 +398,104 @@ def test_a_checkpoint_is_written_after_the_last_epoch_too(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     xpbp.Network([4, 6, 3], device="cpu", seed=3).fit(X, y, checkpoint=ckpt, checkpoint_every=2, **run_kwargs(epochs=3))
     assert int(np.load(ckpt)["epoch"]) == 3
+
+
+# ---------------------------------------------------------------------- checkpoints of the training parts
+
+
+PARTS = dict(epochs=12, batch_size=8, optimizer="adam", eta=0.05, dropout=0.3, validation_fraction=0.25, early_stopping=3,
+             lmbda=0.5, regularization="l1", progress=False)
+
+
+def parts_stopped(device, path, epochs_done):
+    X, y = blobs(n=80)
+
+    class Stop(Exception):
+        pass
+
+    original = checkpoints.Checkpoints.after
+
+    def checkpoint_then_stop(self, trainer, epoch):
+        original(self, trainer, epoch)
+        if epoch == epochs_done:
+            raise Stop
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoints.Checkpoints, "after", checkpoint_then_stop)
+        with pytest.raises(Stop):
+            xpbp.Network([4, 16, 3], device=device, seed=3).fit(X, y, checkpoint=path, **PARTS)
+
+
+def test_a_run_with_adam_dropout_and_early_stopping_resumes_bit_identically(device, tmp_path):
+    """Stopped after each of epochs 1-4 and resumed: the same parameters, history and
+    stopping point as the unbroken run (Adam's moments and step, the masks' keys, the split,
+    the best epoch's θ and the count since it all come back)."""
+    X, y = blobs(n=80)
+    whole = xpbp.Network([4, 16, 3], device=device, seed=3)
+    history = whole.fit(X, y, **PARTS)
+    assert history.stopped_early and history.best_epoch < len(history.train_cost) < 12
+    for done in range(1, 5):
+        ckpt = tmp_path / f"run{done}.ckpt"
+        parts_stopped(device, ckpt, done)
+        resumed = xpbp.Network([4, 16, 3], device=device, seed=99)
+        again = resumed.fit(X, y, checkpoint=ckpt, resume=True, **PARTS)
+        assert again.train_cost == history.train_cost and again.val_accuracy == history.val_accuracy
+        assert (again.best_epoch, again.stopped_early) == (history.best_epoch, history.stopped_early)
+        assert all(np.array_equal(a, b) for a, b in zip(host(whole), host(resumed))), done
+    # resuming a run that has ended changes nothing
+    ended = xpbp.Network([4, 16, 3], device=device, seed=99)
+    last = ended.fit(X, y, checkpoint=ckpt, resume=True, **PARTS)
+    assert last.train_cost == history.train_cost and all(np.array_equal(a, b) for a, b in zip(host(whole), host(ended)))
+
+
+def test_a_checkpoint_of_another_optimizer_or_setting_is_refused(tmp_path):
+    X, y = blobs(n=80)
+    ckpt = tmp_path / "run.ckpt"
+    parts_stopped("cpu", ckpt, 2)
+    for change, message in [({"optimizer": "sgd", "momentum": 0.5}, "optimizer 'adam', this one has 'sgd'"),
+                            ({"optimizer": xpbp.optimizers.Adam(beta1=0.8)}, r"the optimizer adam\(beta1=0.9, .*this one has adam\(beta1=0.8"),
+                            ({"dropout": 0.4}, "dropout=0.3, this one has dropout=0.4"),
+                            ({"regularization": "l2"}, "regularization=l1, this one has regularization=l2")]:
+        net = xpbp.Network([4, 16, 3], device="cpu", seed=99)
+        with pytest.raises(ValueError, match=message):
+            net.fit(X, y, checkpoint=ckpt, resume=True, **{**PARTS, **change})
+        assert (net.seed, net._epochs_trained) == (99, 0)
+
+
+def test_a_damaged_history_or_watch_names_the_file(tmp_path):
+    X, y = blobs(n=80)
+    ckpt = tmp_path / "run.ckpt"
+    parts_stopped("cpu", ckpt, 2)
+    data = dict(np.load(ckpt))
+    for what, (arrays, message) in {
+        "a 0-d history": ({**data, "history_val_cost": np.array(0.5)}, "history_val_cost is not a list"),
+        "a best epoch not done": ({**data, "history_best_epoch": np.array(5)}, "history_best_epoch 5 is not an epoch done"),
+        "a negative count": ({**data, "watch_since": np.array(-1)}, "early-stopping state"),
+        "Adam's m cut short": ({**data, "state_m": data["state_m"][:-1]}, "state_m has shape"),
+        "no best θ": ({k: v for k, v in data.items() if k != "best_theta"}, "'best_theta' is missing"),
+    }.items():
+        path = tmp_path / f"{what}.ckpt"
+        _npz(path, **arrays)
+        with pytest.raises(ValueError, match=message) as error:
+            xpbp.Network([4, 16, 3], device="cpu", seed=99).fit(X, y, checkpoint=path, resume=True, **PARTS)
+        assert str(path) in str(error.value), what
+
+
+def test_a_version_2_checkpoint_still_resumes(tmp_path):
+    """tests/data/checkpoint-v2.npz was written by xpbp before this format (SGD's velocity as
+    ``velocity``, the momentum a setting of the run), stopped after epoch 2 of 5; resumed, the
+    run ends where an unbroken run of today's xpbp does."""
+    X, y = blobs()
+    kwargs = dict(validation_data=(X[:20], y[:20]), **run_kwargs())
+    whole = xpbp.Network([4, 6, 3], device="cpu", seed=3)
+    history = whole.fit(X, y, **kwargs)
+    ckpt = tmp_path / "v2.ckpt"
+    ckpt.write_bytes((Path(__file__).parent / "data" / "checkpoint-v2.npz").read_bytes())
+    resumed = xpbp.Network([4, 6, 3], device="cpu", seed=99)
+    again = resumed.fit(X, y, checkpoint=ckpt, resume=True, **kwargs)
+    assert again.train_cost[2:] == history.train_cost[2:] and again.val_accuracy == history.val_accuracy
+    assert all(np.array_equal(a, b) for a, b in zip(host(whole), host(resumed)))
+    assert int(np.load(ckpt)["version"]) == 3  # rewritten in today's format as it went on
+    with pytest.raises(ValueError, match=r"run with the optimizer sgd\(momentum=0.7, nesterov=False\), this one has sgd\(momentum=0.6"):
+        ckpt.write_bytes((Path(__file__).parent / "data" / "checkpoint-v2.npz").read_bytes())
+        xpbp.Network([4, 6, 3], device="cpu").fit(X, y, checkpoint=ckpt, resume=True, **{**kwargs, "momentum": 0.6})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpbp
-from xpbp import datasets, runs, threads, to_numpy, training
+from xpbp import datasets, draws, threads, to_numpy
 
 
 def blobs(rng, n=200, classes=3, dim=4):
@@ -232,12 +232,7 @@ def test_each_epoch_has_its_own_order(device, rng):
     b._epochs_trained = 0  # as if the count did not move on
     b.fit(X, y, epochs=1, batch_size=3, eta=0.5, progress=False)
     assert not np.array_equal(weights(a)[0], weights(b)[0])
-    with xpbp.backend.using(a.device):
-        trainer = training.Trainer(a, runs.Run(30, 1, 3, 0.5), runs.Data(X, np.eye(3)[y]))
-        orders = []
-        for count in (0, 1):
-            a._epochs_trained = count
-            orders.append(to_numpy(trainer._order()))
+    orders = [draws.order(2, count, 30) for count in (0, 1)]
     assert sorted(orders[0]) == sorted(orders[1]) == list(range(30)) and list(orders[0]) != list(orders[1])
 
 

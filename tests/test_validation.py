@@ -72,7 +72,7 @@ GOOD_Y = np.array([0, 1, 0, 1, 1, 0])
         (GOOD_X, np.array([0, 1, 2, 0, 1, 0]), ValueError, r"labels in \[0, 2\], outside \[0, 1\] for 2 output neurons"),
         (GOOD_X, np.array([0, 1, -1, 0, 1, 0]), ValueError, r"labels in \[-1, 1\], outside \[0, 1\]"),
         (GOOD_X, GOOD_Y[:5], ValueError, "y has 5 labels but X has 6 examples"),
-        (GOOD_X, GOOD_Y.astype(float), TypeError, "y must hold integer class labels, got dtype float64"),
+        (GOOD_X, GOOD_Y + 0.5, TypeError, "y must hold integer class labels, got dtype float64 with values that are not whole numbers"),
         (GOOD_X, np.ones((6, 3)), ValueError, r"y must have shape \(n_examples, 2\), got shape \(6, 3\)"),
         (GOOD_X, np.full((6, 2), np.nan), ValueError, "y contains NaN or Inf"),
     ],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from . import __version__, datasets
+from . import __version__, datasets, optimizers
 from .activations import HIDDEN
 
 __all__ = ["UsageError", "parser"]
@@ -130,6 +130,57 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     add("--eta-decay", type=float, default=0.0, help="learning-rate schedule: η/(1 + decay·(epoch − 1)) (default: 0, constant)")
     add("--lmbda", type=float, default=0.0, help="L2 regularisation λ (default: 0)")
     add("--momentum", type=float, default=0.0, help="momentum coefficient μ, in [0, 1) (default: 0)")
+    add(
+        "--optimizer",
+        choices=optimizers.NAMES,
+        default="sgd",
+        help="sgd: heavy-ball momentum μ; nesterov: Nesterov momentum (μ > 0); adam: Adam, with η 0.001 by default "
+        "(default: sgd)",
+    )
+    add(
+        "--regularization",
+        choices=("l2", "l1"),
+        default="l2",
+        help="the term --lmbda weighs: L2 (weight decay) or L1 (default: l2)",
+    )
+    add(
+        "--dropout",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="drop each hidden neuron with probability P in training (default: 0)",
+    )
+    add(
+        "--validation-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="hold out this fraction of the training data (stratified) to validate on each epoch; the test split is then "
+        "read once, at the end (default: validate on the test split each epoch)",
+    )
+    add(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N epochs without improvement of the validation score, keeping the best epoch's network; "
+        "needs --validation-fraction (default: off)",
+    )
+    add(
+        "--halve-eta",
+        type=int,
+        default=None,
+        metavar="N",
+        help="halve η after N epochs without improvement of the validation score, stopping at 1/128 of it (Nielsen, ch. 3); "
+        "needs --validation-fraction (default: off)",
+    )
+    add("--tol", type=float, default=0.0, help="how much the validation score must improve by to count (default: 0)")
+    add(
+        "--monitor",
+        choices=("val_accuracy", "val_cost"),
+        default=None,
+        help="the validation score --early-stopping and --halve-eta watch (default: val_accuracy)",
+    )
     add(
         "--threads",
         type=int,

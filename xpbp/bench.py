@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, backend, runs, threads, training
+from . import __version__, backend, threads
 from .network import Network
 
 __all__ = [
@@ -103,7 +103,7 @@ def bare_step(cell: Cell) -> tuple[Network, Any, Any, Callable[[], Callable[[], 
 
     def start() -> Callable[[], None]:
         with backend.using(net.device):
-            trainer = training.Trainer(net, runs.Run(cell.batch, 1, cell.batch, ETA), runs.Data(x.T, t.T))
+            trainer = net.trainer(x.T, t.T, epochs=1, batch_size=cell.batch, eta=ETA, progress=False)
 
         def step() -> None:
             with backend.using(net.device):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, arguments, backend, bench, costs, datasets, distributed, files, runs, validation
+from . import __version__, arguments, backend, bench, costs, datasets, distributed, files, optimizers, runs, tasks, validation
 from .network import Network, load
 
 __all__ = ["main"]
@@ -62,10 +62,16 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     log.info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
     start = time.perf_counter()
     progress = _bars(args) if args.progress is None else args.progress
-    history = net.fit(X, y, **settings, validation_data=(X_test, y_test), progress=progress, threads=args.threads, comm=comm)
+    # Validated on the test split each epoch, as Nielsen does, unless a validation split is carved
+    # out of the training data: then the test split is read once, at the end.
+    held = (
+        dict(validation_fraction=args.validation_fraction) if args.validation_fraction else dict(validation_data=(X_test, y_test))
+    )
+    history = net.fit(X, y, **settings, **held, progress=progress, threads=args.threads, comm=comm)
     seconds = time.perf_counter() - start
     if rank != 0:
         return {}
+    test = net.metrics(X_test, y_test) if args.validation_fraction else {"accuracy": history.val_accuracy[-1]}
     if args.save is not None:
         net.trained_on = f"{args.dataset}:train"
         net.save(args.save)
@@ -73,7 +79,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         plots.learning_curves(
             history, args.plot, title=f"{args.dataset}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}"
         )
-    return _trained(args, net, history, settings, seconds, (len(X), len(X_test)), comm.Get_size() if comm else 1)
+    return _trained(args, net, history, settings, seconds, (len(X), len(X_test)), comm.Get_size() if comm else 1, test)
 
 
 def _world(args: argparse.Namespace) -> Any:
@@ -123,7 +129,8 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
             f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
             f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}"
         )
-    eta = costs.get(net.cost_name).eta if args.eta is None else args.eta
+    optimizer = optimizers.get(args.optimizer, validation.real(args.momentum, "momentum", 0.0, 1.0, high_open=True))
+    eta = args.eta if args.eta is not None else optimizer.eta if optimizer.eta is not None else costs.get(net.cost_name).eta
     settings = dict(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -131,8 +138,28 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
         eta_decay=args.eta_decay,
         lmbda=args.lmbda,
         momentum=args.momentum,
+        optimizer=args.optimizer,
+        regularization=args.regularization,
+        dropout=args.dropout,
+        early_stopping=args.early_stopping,
+        halve_eta=args.halve_eta,
+        tol=args.tol,
+        monitor=args.monitor,
     )
-    runs.Run.checked(datasets.size(args.dataset, "train"), **settings, shuffle=True)  # before the data is loaded
+    if (args.early_stopping or args.halve_eta) and not args.validation_fraction:
+        raise ValueError(
+            f"{'--early-stopping' if args.early_stopping else '--halve-eta'} watches a validation score: add "
+            "--validation-fraction F (watching the test split would choose the epoch on the data the accuracy is reported on)"
+        )
+    settings_checked = {**settings, "validation_fraction": args.validation_fraction, "shuffle": True}
+    runs.Run.checked(  # before the data is loaded
+        datasets.size(args.dataset, "train"),
+        task=tasks.Classification(),
+        using=optimizer,
+        cost_eta=eta,
+        data=None,
+        **settings_checked,
+    )
     if args.threads is not None:
         validation.positive_int(args.threads, "threads")
     return plots, net, settings
@@ -156,9 +183,10 @@ def _trained(
     seconds: float,
     examples: tuple[int, int],
     ranks: int,
+    test: dict[str, float],
 ) -> dict[str, Any]:
     """The result of ``train``: printed, and returned for ``--json``."""
-    accuracy, (n, n_test) = history.val_accuracy[-1], examples
+    accuracy, (n, n_test) = test["accuracy"], examples
     result = {
         "command": "train",
         "dataset": args.dataset,
@@ -169,8 +197,11 @@ def _trained(
             "cost": net.cost_name,
             "init": net.init,
             "dtype": str(net.dtype),
+            "task": net.task,
         },
-        "training": {**settings, "examples": n},
+        "training": {**settings, "examples": n, "validation_fraction": args.validation_fraction},
+        "validated_on": "a split of the training data" if args.validation_fraction else "the test split",
+        "metrics": history.metrics(),
         "device": net.device,
         "ranks": ranks,
         "seed": net.seed,
@@ -178,14 +209,23 @@ def _trained(
         "test_accuracy": accuracy,
         "test_examples": n_test,
         "seconds": seconds,
-        "examples_per_second": args.epochs * n / sum(history.seconds),
+        "examples_per_second": len(history.seconds) * n / sum(history.seconds),
         "saved": args.save,
         "plot": args.plot,
     }
     if not args.json:
         on = net.device + (f", {ranks} ranks" if ranks > 1 else "")
+        if args.validation_fraction and history.val_accuracy:
+            best = history.best_epoch or len(history.val_accuracy)
+            print(
+                f"validation accuracy {history.val_accuracy[best - 1]:.2%} in epoch {best}, "
+                f"on {args.validation_fraction:g} of the training data"
+            )
+        epochs = f"{len(history.seconds)} epochs" + (
+            f" (stopped early, keeping epoch {history.best_epoch})" if history.stopped_early else ""
+        )
         print(
-            f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test}) after {args.epochs} epochs "
+            f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test}) after {epochs} "
             f"on {on}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})"
         )
         for what, path in (("model saved to", args.save), ("learning curves drawn in", args.plot)):

@@ -6,8 +6,9 @@ name and a version. A read checks every field against the format before it retur
 so that a caller that gets a result can apply it whole: nothing is changed by a file
 that turns out to be bad half-way. A member the format does not name is refused.
 
-**Model**, format ``xpbp-model``, version 2 (:func:`write_model`, :func:`read_model`; version 1
-files, the same without ``trained_on``, are read too):
+**Model**, format ``xpbp-model``, version 3 (:func:`write_model`, :func:`read_model`;
+versions 1 and 2 are read too: version 2 added ``trained_on``, version 3 ``task``;
+networks from files without a task are classifiers, as every network was then):
 
 ============================  ==========================================================
 ``sizes``                     int64, the layer widths, input first (2 to 1001 of them)
@@ -17,74 +18,71 @@ files, the same without ``trained_on``, are read too):
 ``init``                      str, the initialisation the network was drawn with
 ``dtype``                     str, ``float32`` or ``float64``
 ``seed``                      int64, the network's seed
+``task``                      str, optional: ``classification`` or ``regression``
+                              (absent for a network not trained or told yet)
 ``w0`` … ``w{L-1}``           the weight matrices, ``(sizes[l+1], sizes[l])``, finite in ``dtype``
 ``b0`` … ``b{L-1}``           the bias vectors, ``(sizes[l+1], 1)``, finite in ``dtype``
 ``trained_on``                str, optional: the data the network was trained on, as
                               ``"<data set>:<split>"`` (``xpbp train`` records it)
 ============================  ==========================================================
 
-**Checkpoint**, format ``xpbp-checkpoint``, version 2 (:func:`write_checkpoint`,
+**Checkpoint**, format ``xpbp-checkpoint``, version 3 (:func:`write_checkpoint`,
 :func:`read_checkpoint`): the model's fields (the parameters after ``epoch``), then
 
 ============================  ==========================================================
-``velocity``                  the momentum velocities, laid out like θ (only when μ > 0)
 ``epoch``                     int64, the epochs of the run done (1 … ``run_epochs``)
-``epochs_trained``            int64, the network's epoch count, which seeds each shuffle
+``epochs_trained``            int64, the network's epoch count, which keys each
+                              epoch's shuffle and dropout masks (with the seed)
 ``run_<name>``                each setting of the run (``runs.Run``); a setting
                               added in a later version is read with its default
+``optimizer``                 str, the optimizer's name (``optimizers.Spec``)
+``optimizer_<name>``          each of its settings
+``optimizer_step``            int64, the updates it has made
+``state_<slot>``              each of its state buffers, laid out like θ (SGD's
+                              ``velocity`` with momentum; Adam's ``m`` and ``v``)
 ``history_<name>``            float64, each list of the run's ``History``, ``epoch`` long
-                              (the validation lists empty without validation data)
+                              or empty (the validation lists without validation data)
+``history_best_epoch``        int64, the epoch early stopping keeps (0: none)
+``history_stopped_early``     bool, whether early stopping ended the run
+``watch_best``, ``watch_best_epoch``, ``watch_since``, ``watch_halvings``
+                              the state of early stopping and η halving (``stopping.Watch``)
+``best_theta``                θ of the best epoch, flat (only with early stopping)
 ``data_train``                uint64, a fingerprint of the training data (X and targets)
-``data_validation``           uint64, one of the validation data (only when there is some)
+``data_validation``           uint64, one of the validation data (only when given apart)
 ============================  ==========================================================
 
-Version 1 checkpoints (velocities as ``v0`` … ``v{2L-1}``, no fingerprints) are refused
-with a message saying they come from an older xpbp.
+Version 2 checkpoints (SGD's velocity as ``velocity``, the momentum as ``run_momentum``,
+no optimizer, early-stopping or task fields) resume as the runs they were: SGD with that
+momentum, a classification. Version 1 checkpoints (velocities as ``v0`` … ``v{2L-1}``, no
+fingerprints) are refused with a message saying they come from an older xpbp.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import files, validation
+from . import files, optimizers, validation
+from .model import Config
+from .runs import Fingerprints, History, Run, State
+from .stopping import Watch
+from .workspace import Layout
 
-__all__ = ["Checkpoint", "Config", "Identity", "ModelFile", "read_checkpoint", "read_model", "write_checkpoint", "write_model"]
+__all__ = ["Checkpoint", "Identity", "ModelFile", "read_checkpoint", "read_model", "write_checkpoint", "write_model"]
 
-MODEL = ("xpbp-model", 2)
-_MODELS_READ = (1, 2)  # version 2 added trained_on
-CHECKPOINT = ("xpbp-checkpoint", 2)
+MODEL = ("xpbp-model", 3)
+_MODELS_READ = (1, 2, 3)  # 2 added trained_on, 3 task
+CHECKPOINT = ("xpbp-checkpoint", 3)
+_CHECKPOINTS_READ = (2, 3)
 _TEXT = ("activation", "output_activation", "cost", "init", "dtype")
 _MAX_LAYERS = 1000
 _DATA = {"data_train": "training", "data_validation": "validation"}  # the fingerprints a checkpoint may hold
-
-
-@dataclass(frozen=True)
-class Config:
-    """What defines a network, apart from its parameters."""
-
-    sizes: tuple[int, ...]
-    activation: str
-    output_activation: str
-    cost: str
-    init: str
-    dtype: str
-    seed: int
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "sizes": np.array(self.sizes, dtype=np.int64),
-            **{k: np.array(getattr(self, k)) for k in _TEXT},
-            "seed": np.array(self.seed, dtype=np.int64),
-        }
-
-    def names(self) -> set[str]:
-        """The members of a model file of this configuration."""
-        L = len(self.sizes) - 1
-        return {"format", "version", "sizes", "seed", *_TEXT, *(f"w{l}" for l in range(L)), *(f"b{l}" for l in range(L))}
+_RUN = {f.name: f for f in dataclasses.fields(Run)}
+_WATCH = tuple(f.name for f in dataclasses.fields(Watch))
 
 
 @dataclass(frozen=True)
@@ -99,55 +97,67 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """A checkpoint's contents: the model after ``epoch`` epochs of the run, the momentum
-    velocities (flat, or None without momentum), the network's epoch count, the run's
-    settings, its history so far, and the fingerprints of its data."""
+class Identity:
+    """What a checkpoint records of its run, and what a run must match to resume from it:
+    the network's configuration (its seed aside), the run's settings, the optimizer's,
+    and the fingerprints of the run's data."""
 
-    model: ModelFile
-    velocity: np.ndarray | None
-    epoch: int
-    epochs_trained: int
-    run: dict[str, Any]
-    history: dict[str, list[float]]
-    data: dict[str, int]
+    config: Config
+    run: Run
+    optimizer: optimizers.Spec
+    data: Fingerprints
 
 
 @dataclass(frozen=True)
-class Identity:
-    """What a checkpoint must match to resume a run: the network's configuration (its
-    seed aside), the run's settings (``defaults`` stands in for those a file written
-    before they existed lacks), the names of the history's lists, and the fingerprints
-    of the run's data (``data_train``, ``data_validation``)."""
+class Checkpoint:
+    """A checkpoint's contents: the run it is of, and where that run stood."""
 
-    config: Config
-    run: dict[str, Any]
-    defaults: dict[str, Any]
-    history: tuple[str, ...]
-    data: dict[str, int]
+    identity: Identity
+    state: State
 
 
-def write_model(path: str | os.PathLike, model: ModelFile) -> None:
-    known = {"trained_on": np.array(model.trained_on)} if model.trained_on is not None else {}
-    files.write(path, *MODEL, _parameters({**model.config.arrays(), **known}, model.weights, model.biases))
+# ---------------------------------------------------------------------- models
+
+
+def _config_arrays(config: Config) -> dict[str, np.ndarray]:
+    arrays = {
+        "sizes": np.array(config.sizes, dtype=np.int64),
+        **{k: np.array(getattr(config, k)) for k in _TEXT},
+        "seed": np.array(config.seed, dtype=np.int64),
+    }
+    if config.task is not None:
+        arrays["task"] = np.array(config.task)
+    return arrays
+
+
+def _names(config: Config) -> set[str]:
+    """The members of a model file of this configuration."""
+    L = len(config.sizes) - 1
+    return {"format", "version", "sizes", "seed", "task", *_TEXT, *(f"w{l}" for l in range(L)), *(f"b{l}" for l in range(L))}
 
 
 def _parameters(arrays: dict[str, np.ndarray], weights: list[np.ndarray], biases: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {**{f"w{l}": w for l, w in enumerate(weights)}, **{f"b{l}": b for l, b in enumerate(biases)}, **arrays}
 
 
+def write_model(path: str | os.PathLike, model: ModelFile) -> None:
+    known = {"trained_on": np.array(model.trained_on)} if model.trained_on is not None else {}
+    files.write(path, *MODEL, _parameters({**_config_arrays(model.config), **known}, model.weights, model.biases))
+
+
 def read_model(path: str | os.PathLike) -> ModelFile:
     """The checked contents of a model file; ``ValueError`` naming the file and the problem."""
     with files.Archive(path, "xpbp model file") as archive:
         config = _header(archive, MODEL[0], _MODELS_READ)
-        archive.only(config.names() | {"trained_on"})
-        model = _model(archive, config)
+        archive.only(_names(config) | {"trained_on"})
+        weights, biases = _model(archive, config)
         trained_on = archive.scalar("trained_on", "U") if "trained_on" in archive.names else None
-        return ModelFile(model.config, model.weights, model.biases, trained_on)
+        return ModelFile(config, weights, biases, trained_on)
 
 
 def _header(archive: files.Archive, format: str, versions: tuple[int, ...]) -> Config:
-    """The format marker, checked, then the configuration."""
+    """The format marker, checked, then the configuration (a classification's, for a
+    file written before networks knew their task)."""
     if "format" not in archive.names or archive.scalar("format", "U") != format:
         raise ValueError(f"{archive.path} is not an {archive.what} (no format {format!r} marker)")
     found = archive.scalar("version", "iu")
@@ -161,21 +171,26 @@ def _header(archive: files.Archive, format: str, versions: tuple[int, ...]) -> C
     if sizes.ndim != 1 or len(sizes) < 2 or (sizes < 1).any() or (sizes > 2**31).any():
         raise archive.error(f"sizes {sizes.tolist()} are not the widths of two or more layers")
     text = [archive.scalar(k, "U") for k in _TEXT]
-    config = Config(tuple(int(n) for n in sizes), **dict(zip(_TEXT, text)), seed=archive.scalar("seed", "iu"))
+    task = archive.scalar("task", "U") if "task" in archive.names else None
+    if task is None and found < versions[-1]:
+        task = "classification"
+    config = Config(tuple(int(n) for n in sizes), **dict(zip(_TEXT, text)), seed=archive.scalar("seed", "iu"), task=task)
     try:
         validation.dtype(config.dtype)
         validation.seed(config.seed)
     except ValueError as e:
         raise archive.error(str(e)) from None
+    if task not in (None, "classification", "regression"):
+        raise archive.error(f"task {task!r} is neither 'classification' nor 'regression'")
     return config
 
 
-def _model(archive: files.Archive, config: Config) -> ModelFile:
+def _model(archive: files.Archive, config: Config) -> tuple[list[np.ndarray], list[np.ndarray]]:
     weights, biases = [], []
     for l, (n_in, n_out) in enumerate(zip(config.sizes[:-1], config.sizes[1:])):
         weights.append(_floats(archive, f"w{l}", (n_out, n_in), config.dtype))
         biases.append(_floats(archive, f"b{l}", (n_out, 1), config.dtype))
-    return ModelFile(config, weights, biases)
+    return weights, biases
 
 
 def _floats(archive: files.Archive, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -193,70 +208,164 @@ def _floats(archive: files.Archive, name: str, shape: tuple[int, ...], dtype: st
     return a
 
 
+# ---------------------------------------------------------------------- checkpoints
+
+
 def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
-    arrays = {
-        "epoch": np.array(checkpoint.epoch, dtype=np.int64),
-        "epochs_trained": np.array(checkpoint.epochs_trained, dtype=np.int64),
+    identity, state = checkpoint.identity, checkpoint.state
+    spec, layout = identity.optimizer, Layout(identity.config.sizes)
+    arrays: dict[str, np.ndarray] = {
+        "epoch": np.array(state.epoch, dtype=np.int64),
+        "epochs_trained": np.array(state.epochs_trained, dtype=np.int64),
+        "optimizer": np.array(spec.name),
+        "optimizer_step": np.array(state.step, dtype=np.int64),
+        **{f"optimizer_{k}": np.array(v) for k, v in spec.settings},
+        **{f"state_{k}": v for k, v in zip(spec.make().slots, state.slots)},
+        **{f"run_{k}": np.array(getattr(identity.run, k)) for k in _RUN},
+        **{f"history_{k}": np.array(getattr(state.history, k), dtype=np.float64) for k in History.lists()},
+        "history_best_epoch": np.array(state.history.best_epoch or 0, dtype=np.int64),
+        "history_stopped_early": np.array(state.history.stopped_early),
+        **{f"watch_{k}": np.array(getattr(state.watch, k)) for k in _WATCH},
     }
-    if checkpoint.velocity is not None:
-        arrays["velocity"] = checkpoint.velocity
-    arrays.update({f"run_{k}": np.array(v) for k, v in checkpoint.run.items()})
-    arrays.update({f"history_{k}": np.array(v, dtype=np.float64) for k, v in checkpoint.history.items()})
-    arrays.update({k: np.array(v, dtype=np.uint64) for k, v in checkpoint.data.items()})
-    files.write(
-        path,
-        *CHECKPOINT,
-        _parameters({**checkpoint.model.config.arrays(), **arrays}, checkpoint.model.weights, checkpoint.model.biases),
-    )
+    if state.best is not None:
+        arrays["best_theta"] = state.best
+    arrays["data_train"] = np.array(identity.data.train, dtype=np.uint64)
+    if identity.data.validation is not None:
+        arrays["data_validation"] = np.array(identity.data.validation, dtype=np.uint64)
+    config = dataclasses.replace(identity.config, seed=state.seed)
+    files.write(path, *CHECKPOINT, _parameters({**_config_arrays(config), **arrays}, *layout.split(layout.views(state.theta))))
 
 
-def read_checkpoint(path: str | os.PathLike, identity: Identity) -> Checkpoint:
-    """The checked contents of a checkpoint of the run ``identity`` describes;
-    ``ValueError`` naming the file and the first mismatch or damage."""
+def read_checkpoint(path: str | os.PathLike, identity: Identity) -> State:
+    """Where the run ``identity`` describes stood when its checkpoint at ``path`` was
+    written, checked whole; ``ValueError`` naming the file and the first mismatch or damage."""
     with files.Archive(path, "xpbp checkpoint") as archive:
-        config = _header(archive, CHECKPOINT[0], (CHECKPOINT[1],))
-        archive.only(
-            config.names()
-            | {
-                "velocity",
-                "epoch",
-                "epochs_trained",
-                *(f"run_{k}" for k in identity.run),
-                *(f"history_{k}" for k in identity.history),
-                *_DATA,
-            }
-        )
+        config = _header(archive, CHECKPOINT[0], _CHECKPOINTS_READ)
+        version = archive.scalar("version", "iu")
+        slots = identity.optimizer.make().slots
+        _same_optimizer(archive, identity.optimizer, version)  # first: another optimizer has other members
+        archive.only(_names(config) | _checkpoint_names(identity, slots, version))
         for key, value in vars(identity.config).items():
             if key != "seed" and getattr(config, key) != value:
                 raise ValueError(f"{path} is a checkpoint of another network ({key} {getattr(config, key)} there, {value} here)")
-        for key, value in identity.run.items():
-            theirs = (
-                identity.defaults[key]
-                if f"run_{key}" not in archive.names and key in identity.defaults
-                else archive.scalar(f"run_{key}", "b" if isinstance(value, bool) else "iu" if isinstance(value, int) else "fiu")
+        _same_run(archive, identity.run)
+        _same_data(archive, identity.data)
+        weights, biases = _model(archive, config)
+        theta = np.concatenate([p.ravel() for p in weights + biases])
+        return _progress(archive, identity, config, theta, slots, version)
+
+
+def _checkpoint_names(identity: Identity, slots: tuple[str, ...], version: int) -> set[str]:
+    """The members a checkpoint of this run may hold, beyond its model's."""
+    common = {"epoch", "epochs_trained", *(f"run_{k}" for k in _RUN), *(f"history_{k}" for k in History.lists()), *_DATA}
+    if version == 2:
+        return common | {"velocity", "run_momentum"}
+    return common | {
+        "optimizer",
+        "optimizer_step",
+        *(f"optimizer_{k}" for k, _ in identity.optimizer.settings),
+        *(f"state_{k}" for k in slots),
+        "history_best_epoch",
+        "history_stopped_early",
+        *(f"watch_{k}" for k in _WATCH),
+        "best_theta",
+    }
+
+
+def _scalar_of(archive: files.Archive, name: str, like: Any) -> Any:
+    """Member ``name``, one value of the kind of ``like``."""
+    if isinstance(like, (bool, np.bool_)):
+        return archive.scalar(name, "b")
+    if isinstance(like, str):
+        return archive.scalar(name, "U")
+    return archive.scalar(name, "iu" if isinstance(like, int) else "fiu")
+
+
+def _same_run(archive: files.Archive, run: Run) -> None:
+    for key, f in _RUN.items():
+        value = getattr(run, key)
+        has_default = f.default is not dataclasses.MISSING
+        theirs = f.default if f"run_{key}" not in archive.names and has_default else _scalar_of(archive, f"run_{key}", value)
+        if theirs != value:
+            raise ValueError(f"{archive.path} was written by a run with {key}={theirs}, this one has {key}={value}")
+
+
+def _same_optimizer(archive: files.Archive, spec: optimizers.Spec, version: int) -> None:
+    if version == 2:  # SGD, its momentum a setting of the run
+        momentum = archive.scalar("run_momentum", "fiu") if "run_momentum" in archive.names else 0.0
+        theirs = optimizers.Spec("sgd", (("momentum", float(momentum)), ("nesterov", False)))
+    else:
+        name = archive.scalar("optimizer", "U")
+        if name != spec.name:
+            raise ValueError(f"{archive.path} was written by a run with optimizer {name!r}, this one has {spec.name!r}")
+        theirs = optimizers.Spec(name, tuple((k, _scalar_of(archive, f"optimizer_{k}", v)) for k, v in spec.settings))
+    if theirs != spec:
+        raise ValueError(f"{archive.path} was written by a run with the optimizer {theirs}, this one has {spec}")
+
+
+def _same_data(archive: files.Archive, data: Fingerprints) -> None:
+    for key, what in _DATA.items():
+        theirs = archive.scalar(key, "u") if key in archive.names else None
+        if theirs != getattr(data, key[5:]):
+            raise ValueError(
+                f"{archive.path} was written by a run on other {what} data: this run's differs in its values, order or presence"
             )
-            if theirs != value:
-                raise ValueError(f"{path} was written by a run with {key}={theirs}, this one has {key}={value}")
-        for key, what in _DATA.items():
-            theirs = archive.scalar(key, "u") if key in archive.names else None
-            if theirs != identity.data.get(key):
-                raise ValueError(
-                    f"{path} was written by a run on other {what} data: this run's differs in its values, order or presence"
-                )
-        return _progress(archive, identity, _model(archive, config))
 
 
-def _progress(archive: files.Archive, identity: Identity, model: ModelFile) -> Checkpoint:
+def _progress(
+    archive: files.Archive, identity: Identity, config: Config, theta: np.ndarray, slots: tuple[str, ...], version: int
+) -> State:
     """The rest of a checkpoint, after its model: where the run stands."""
+    run = identity.run
     epoch, epochs_trained = archive.scalar("epoch", "iu"), archive.scalar("epochs_trained", "iu")
-    if not 1 <= epoch <= identity.run["epochs"] or not epoch <= epochs_trained < 2**62:
-        raise archive.error(f"it stands at epoch {epoch} of {identity.run['epochs']} with {epochs_trained} trained")
-    lists = {k: archive.array(f"history_{k}", "f", longest=epoch).astype(np.float64).tolist() for k in identity.history}
+    if not 1 <= epoch <= run.epochs or not epoch <= epochs_trained < 2**62:
+        raise archive.error(f"it stands at epoch {epoch} of {run.epochs} with {epochs_trained} trained")
+    history = _history(archive, epoch, version)
+    if version == 2:
+        step, names, watch, best = 0, ["velocity"] if slots else [], Watch(), None
+    else:
+        step = archive.scalar("optimizer_step", "iu")
+        names, watch = [f"state_{k}" for k in slots], _watch(archive, epoch)
+        best = _floats(archive, "best_theta", theta.shape, config.dtype) if run.early_stopping else None
+    found = tuple(_floats(archive, name, theta.shape, config.dtype) for name in names)
+    if not 0 <= step < 2**62:
+        raise archive.error(f"its optimizer_step {step} is out of range")
+    return State(epoch, epochs_trained, config.seed, theta, step, found, history, watch, best)
+
+
+def _history(archive: files.Archive, epoch: int, version: int) -> History:
+    lists: dict[str, list[float]] = {}
+    for k in History.lists():
+        name = f"history_{k}"
+        if name not in archive.names and version == 2 and k in ("val_rmse", "val_r2"):
+            lists[k] = []  # a version 2 run was a classification
+            continue
+        values = archive.array(name, "f", longest=epoch)
+        if values.ndim != 1:
+            raise archive.error(f"{name} is not a list (it has shape {values.shape})")
+        lists[k] = values.astype(np.float64).tolist()
     # Every epoch has a training cost and a time; the validation lists are empty without validation data.
     if any(len(v) != epoch if k in ("train_cost", "seconds") else len(v) not in (0, epoch) for k, v in lists.items()):
         raise archive.error(f"its history's lists are not {epoch} long, one per epoch done")
-    velocity = None
-    if identity.run.get("momentum"):
-        size = sum(w.size + b.size for w, b in zip(model.weights, model.biases))
-        velocity = _floats(archive, "velocity", (size,), model.config.dtype)
-    return Checkpoint(model, velocity, epoch, epochs_trained, dict(identity.run), lists, dict(identity.data))
+    history = History()
+    for k, v in lists.items():
+        getattr(history, k).extend(v)
+    if version == 2:
+        return history
+    best = archive.scalar("history_best_epoch", "iu")
+    if not 0 <= best <= epoch:
+        raise archive.error(f"its history_best_epoch {best} is not an epoch done")
+    history.best_epoch, history.stopped_early = best or None, archive.scalar("history_stopped_early", "b")
+    return history
+
+
+def _watch(archive: files.Archive, epoch: int) -> Watch:
+    watch = Watch(
+        best=archive.scalar("watch_best", "f"),
+        best_epoch=archive.scalar("watch_best_epoch", "iu"),
+        since=archive.scalar("watch_since", "iu"),
+        halvings=archive.scalar("watch_halvings", "iu"),
+    )
+    if not (0 <= watch.best_epoch <= epoch and 0 <= watch.since <= epoch and 0 <= watch.halvings <= epoch):
+        raise archive.error(f"its early-stopping state {watch} does not fit {epoch} epochs done")
+    return watch

@@ -13,7 +13,9 @@ with m columns and each equation is one matrix product or elementwise operation.
 :meth:`Network.backprop` below is those four lines, as the book writes them. Training
 runs the same equations in :mod:`xpbp.workspace`, written into buffers kept from step
 to step; the loop around them is :mod:`xpbp.training` (for a run described in
-:mod:`xpbp.runs`), the files :mod:`xpbp.formats`.
+:mod:`xpbp.runs`, with an optimizer from :mod:`xpbp.optimizers`), the files
+:mod:`xpbp.formats`. What the outputs mean — classes or quantities — is the network's
+task (:mod:`xpbp.tasks`).
 
 The same code runs on NumPy and CuPy: ``self.xp`` is the array module of the
 network's device, every method runs with that device current, and data crosses the
@@ -23,6 +25,7 @@ host/device boundary only at the public methods' edges.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -30,15 +33,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import activations as _activations
-from . import backend, formats, runs, training, validation
+from . import backend, formats, optimizers, runs, tasks, training, validation
 from . import costs as _costs
 from .checkpoints import Checkpoints
+from .model import CHUNK, Config, Model
 from .runs import DeviceMemoryError, DivergenceError, History
 from .workspace import Layout, Parameters, Workspace
 
 __all__ = ["DeviceMemoryError", "DivergenceError", "History", "Network", "load"]
 
-_CHUNK = 8192  # examples per forward pass in predict/evaluate, to bound device memory
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -75,6 +78,10 @@ class Network:
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     seed : seeds the initial weights and every epoch's shuffle; drawn at random when None
         (and kept in ``net.seed``, so a run can be repeated).
+    task : ``"classification"``, ``"regression"``, or None to infer it from the targets of the first
+        ``fit`` (:func:`xpbp.tasks.infer`); kept in ``net.task`` and in the model file. A classifier
+        predicts labels (with one output neuron, 1 where it is at least 0.5) and is scored by its
+        accuracy; a regression predicts the outputs and is scored by RMSE and R².
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class Network:
         dtype: str = "float32",
         device: str = "auto",
         seed: int | None = None,
+        task: str | None = None,
     ) -> None:
         self._configure(
             sizes,
@@ -98,6 +106,7 @@ class Network:
             dtype=dtype,
             device=device,
             seed=seed,
+            task=task,
         )
         # Drawn on the host in float64, so a seed gives the same network on every device and dtype.
         rng = np.random.default_rng(self.seed)
@@ -117,6 +126,7 @@ class Network:
         dtype: Any,
         device: str,
         seed: int | None,
+        task: str | None,
     ) -> None:
         """Everything but the parameters, validated (``load`` reads those from its file)."""
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
@@ -132,6 +142,7 @@ class Network:
         self.dtype, seed = validation.dtype(dtype), validation.seed(seed)
         self.activation, self.output_activation, self.cost_name, self.init = activation, output_activation, cost, init
         self.seed = int(np.random.SeedSequence().entropy) % 2**63 if seed is None else int(seed)  # type: ignore[arg-type]
+        self.task: str | None = None if task is None else tasks.get(task).name
         self._on(backend.canonical(device))
         self._layout = Layout(tuple(self.sizes))
         self._epochs_trained = 0
@@ -140,7 +151,8 @@ class Network:
     def _on(self, device: str) -> None:
         """Make ``device`` (canonical) the network's, for what it makes and checks from now on."""
         self.device, self.xp = device, backend.resolve(device)
-        self._inputs = validation.Inputs(tuple(self.sizes), self.dtype, device)
+        self._model = Model(tuple(self.sizes), tuple(self._sigmas), self._cost, device, self.xp, self.dtype)
+        self._inputs = self._model.inputs
 
     def __repr__(self) -> str:
         return (
@@ -160,29 +172,26 @@ class Network:
             self.weights, self.biases = self._layout.split(self._params.views)
         return self._params.theta
 
-    def _workspace(self, batch_sizes: set[int]) -> Workspace:
-        """The training step's buffers, kept from fit to fit for the batch sizes of the last run only."""
-        if self._work is None:
-            self._work = Workspace(self.sizes, self._sigmas, self._cost, self.xp, self.dtype)
-        self._work.keep(batch_sizes)
-        return self._work
-
-    def _config(self) -> formats.Config:
-        return formats.Config(
-            tuple(self.sizes), self.activation, self.output_activation, self.cost_name, self.init, str(self.dtype), self.seed
+    def _config(self) -> Config:
+        return Config(
+            tuple(self.sizes),
+            self.activation,
+            self.output_activation,
+            self.cost_name,
+            self.init,
+            str(self.dtype),
+            self.seed,
+            self.task,
         )
+
+    def _task(self, y: Any = None) -> tasks.Task:
+        """The network's task; when it has none yet, the one its output layer and ``y`` suggest."""
+        return tasks.get(self.task) if self.task is not None else tasks.infer(self.output_activation, self.sizes[-1], y)
 
     @_on_device
     def feedforward(self, a: Any) -> Any:
         """Output activations ``(sizes[-1], m)`` on the device for inputs ``a`` ``(sizes[0], m)``."""
-        return self._feedforward(self._inputs.columns(a, "a", self.sizes[0]))
-
-    def _feedforward(self, a: Any) -> Any:
-        for w, b, sigma in zip(self.weights, self.biases, self._sigmas):
-            z = w @ a
-            z += b  # z = w a + b
-            a = sigma.fn(z, out=z)  # a = σ(z), over z
-        return a
+        return self._model.forward(self.weights, self.biases, self._inputs.columns(a, "a", self.sizes[0]))
 
     @_on_device
     def backprop(self, x: Any, y: Any) -> tuple[list[Any], list[Any]]:
@@ -213,7 +222,7 @@ class Network:
     def cost(self, x: Any, y: Any) -> float:
         """The mean cost (1/m) Σₓ Cₓ over the m columns of ``x`` and ``y``, as a float."""
         x, y = self._inputs.pair(x, y)
-        return float(backend.to_numpy(self._cost.fn(self._feedforward(x), y).mean()))
+        return float(backend.to_numpy(self._cost.fn(self._model.forward(self.weights, self.biases, x), y).mean()))
 
     @_on_device
     def fit(
@@ -235,19 +244,43 @@ class Network:
         resume: bool = False,
         threads: int | None = None,
         comm: Any = None,
+        optimizer: str | optimizers.Optimizer | None = None,
+        regularization: str = "l2",
+        dropout: float = 0.0,
+        validation_fraction: float | None = None,
+        early_stopping: int | None = None,
+        halve_eta: int | None = None,
+        tol: float = 0.0,
+        monitor: str | None = None,
     ) -> History:
-        """Train by mini-batch stochastic gradient descent: for each mini-batch, with ∇C from BP1–BP4,
-        v ← μv − η(∇C + (λ/N)w), w ← w + v, and b likewise without the λ term (μ = 0 is Nielsen's update).
-        Returns the run's :class:`History`; raises :class:`DivergenceError` when a cost or a parameter
-        becomes NaN or Inf, :class:`DeviceMemoryError` when the device's memory runs out.
+        """Train by mini-batch gradient descent: for each mini-batch, ∇C from BP1–BP4 plus the
+        regularisation term, then the optimizer's step; by default SGD with momentum μ,
+        v ← μv − η(∇C + (λ/N)w), w ← w + v, and b likewise without the λ term (μ = 0 is
+        Nielsen's update). Returns the run's :class:`History`; raises :class:`DivergenceError`
+        when a cost or a parameter becomes NaN or Inf, :class:`DeviceMemoryError` when the
+        device's memory runs out. Every argument is checked before anything changes.
 
         Parameters
         ----------
-        X, y : examples as rows, ``(N, sizes[0])``; integer labels ``(N,)`` or targets ``(N, sizes[-1])``.
+        X, y : examples as rows, ``(N, sizes[0])``; class labels ``(N,)`` or targets ``(N, sizes[-1])``
+            (a regression's ``(N,)`` for one output); what they are sets ``net.task`` when it is None.
         epochs, batch_size, eta : passes over the data, the mini-batch size m and the learning rate η; by
-            default Nielsen's 30, 10 (N when N < 10) and η of the cost (3.0 quadratic, 0.5 cross-entropy, 0.1 log-likelihood).
-        lmbda, momentum : the L2 term λ ≥ 0 and the momentum μ in [0, 1).
-        validation_data : ``(X_val, y_val)``, whose cost and accuracy each epoch records.
+            default Nielsen's 30, 10 (N when N < 10) and η of the cost (3.0 quadratic, 0.5 cross-entropy,
+            0.1 log-likelihood), or Adam's 0.001 with Adam.
+        lmbda, regularization : λ ≥ 0, and ``"l2"`` (weight decay, (λ/N)w in the gradient) or ``"l1"``
+            ((λ/N) sgn(w)); the biases are not regularised (:mod:`xpbp.regularization`).
+        momentum, optimizer : ``"sgd"`` (the default: heavy-ball momentum μ in [0, 1)), ``"nesterov"``
+            (Nesterov momentum μ > 0), ``"adam"``, or an :class:`xpbp.optimizers.Optimizer`, whose state
+            goes on from one fit to the next (:mod:`xpbp.optimizers`).
+        dropout : the probability p in [0, 1) of dropping each hidden neuron for each example and step
+            (inverted dropout: kept activations are scaled by 1/(1 − p), so predicting needs no change).
+        validation_data, validation_fraction : ``(X_val, y_val)``, or a fraction of ``X`` to hold out
+            for validation (stratified by class for a classifier, drawn from the seed); each epoch records
+            their cost and the task's scores.
+        early_stopping, halve_eta, tol, monitor : stop when the ``monitor`` score (default ``val_accuracy``
+            for a classifier, ``val_rmse`` for a regression; or ``val_cost``) has not improved by more than
+            ``tol`` in ``early_stopping`` epochs, keeping the best epoch's parameters; halve η after
+            ``halve_eta`` such epochs, stopping once it is 1/128 of η (Nielsen, ch. 3). Both need validation data.
         shuffle, progress : a new order each epoch; a progress bar (None: when stderr is a terminal).
         eta_decay : the schedule η/(1 + eta_decay·(e − 1)) in epoch e (Nielsen, ch. 3); 0 keeps η.
         checkpoint, checkpoint_every, resume : a file rewritten every ``checkpoint_every`` epochs and after the last,
@@ -255,64 +288,77 @@ class Network:
         threads : BLAS threads on the CPU; None picks them (:func:`xpbp.threads.threads_for`).
         comm : an mpi4py communicator (:mod:`xpbp.distributed`): every rank calls ``fit`` alike; m is global.
         """
-        plan = runs.Plan.checked(
-            self,
-            X,
-            y,
-            validation_data,
-            epochs=epochs,
-            batch_size=batch_size,
-            eta=eta,
-            eta_decay=eta_decay,
-            lmbda=lmbda,
-            momentum=momentum,
-            shuffle=shuffle,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            threads=threads,
-            comm=comm,
-        )
-        saving = Checkpoints(checkpoint, plan.checkpoint_every, resume) if checkpoint is not None else None
-        return training.Trainer(self, plan.run, plan.data, plan.execution).train(saving)
+        settings = dict(locals())
+        del settings["self"], settings["X"], settings["y"], settings["validation_data"]
+        trainer = self._trainer(X, y, validation_data, settings)
+        saving = Checkpoints(checkpoint, trainer.plan.checkpoint_every, resume) if checkpoint is not None else None
+        self.task = trainer.task.name
+        try:
+            return trainer.train(saving)
+        finally:
+            self.seed, self._epochs_trained = trainer.seed, trainer.epochs_trained
 
-    def _totals(self, X: Any, Y: Any, labels: Any) -> list[Any]:
-        """Summed cost, number of correct predictions, and number of examples whose outputs
-        are not finite, over rows of X, on the device."""
-        cost, correct, bad = (self.xp.zeros((), dtype=self.dtype) for _ in range(3))
-        for k in range(0, X.shape[0], _CHUNK):
-            a = self._feedforward(X[k : k + _CHUNK].T)
-            cost = cost + self._cost.fn(a, Y[k : k + _CHUNK].T).sum()
-            correct = correct + (a.argmax(axis=0) == labels[k : k + _CHUNK]).sum()
-            bad = bad + (~self.xp.isfinite(a)).any(axis=0).sum()
-        return [cost, correct, bad]
+    def _trainer(self, X: Any, y: Any, validation_data: Any, settings: dict[str, Any]) -> training.Trainer:
+        plan = runs.Plan.checked(self._model, self._config(), X, y, validation_data, **settings)
+        trainer = training.Trainer(plan, self._params, self._work, self.seed, self._epochs_trained)
+        self._work = trainer.workspace  # the training step's buffers, kept from fit to fit
+        return trainer
+
+    @_on_device
+    def trainer(self, X: Any, y: Any, **settings: Any) -> training.Trainer:
+        """The :class:`xpbp.training.Trainer` that ``fit`` would run with these arguments (those of
+        ``fit``, by name), checked and set up but not started: for tools that drive its steps
+        themselves, such as ``xpbp bench``. Use it with the network's device current
+        (:func:`xpbp.backend.using`); it updates the network's parameters in place."""
+        defaults = {k: p.default for k, p in inspect.signature(Network.fit).parameters.items() if p.kind is p.KEYWORD_ONLY}
+        unknown = sorted(set(settings) - set(defaults))
+        if unknown:
+            raise TypeError(f"trainer() got arguments fit does not take: {', '.join(unknown)}")
+        merged = {**defaults, **settings}
+        return self._trainer(X, y, merged.pop("validation_data"), merged)
+
+    def _host_outputs(self, X: Any, task: tasks.Task) -> np.ndarray:
+        """The task's predictions for rows of X, on the host in one transfer; ``ValueError``
+        when an output is NaN or Inf, so that no prediction is a guess."""
+        X, xp = self._inputs.rows(X, "X"), self.xp
+        parts, bad = [], xp.zeros(1, dtype=self.dtype)
+        for k in range(0, X.shape[0], CHUNK):
+            a = self._model.forward(self.weights, self.biases, X[k : k + CHUNK].T)
+            parts.append(task.decide(a).T.astype(self.dtype).ravel())
+            bad += (~xp.isfinite(a)).any(axis=0).sum()
+        host = backend.to_numpy(xp.concatenate(parts + [bad]))
+        _finite_outputs(int(host[-1]), X.shape[0])
+        return host[:-1].reshape(X.shape[0], -1)
 
     @_on_device
     @np.errstate(over="ignore", invalid="ignore")  # outputs that overflow are reported below, by count
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted class labels (the most active output neuron) for rows of ``X``, as NumPy ints.
-        Raises ``ValueError`` when an output is NaN or Inf, so that no label is a guess."""
-        X, xp = self._inputs.rows(X, "X"), self.xp
-        parts, bad = [], 0
-        for k in range(0, X.shape[0], _CHUNK):
-            a = self._feedforward(X[k : k + _CHUNK].T)
-            parts.append(a.argmax(axis=0))
-            bad = bad + (~xp.isfinite(a)).any(axis=0).sum()
-        host = backend.to_numpy(xp.concatenate(parts + [xp.reshape(bad, (1,)).astype(parts[0].dtype)]))
-        _finite_outputs(int(host[-1]), X.shape[0])
-        return host[:-1]
+        """Predictions for rows of ``X``, as NumPy arrays: a classifier's labels ``(N,)`` as ints (the
+        most active output neuron; with one output, 1 where it is at least 0.5), a regression's
+        outputs ``(N, sizes[-1])``. Raises ``ValueError`` when an output is NaN or Inf, so that no
+        prediction is a guess."""
+        task = self._task()
+        host = self._host_outputs(X, task)
+        return host[:, 0].astype(np.int64) if isinstance(task, tasks.Classification) else host
 
     @_on_device
     @np.errstate(over="ignore", invalid="ignore")
-    def evaluate(self, X: Any, y: Any) -> float:
-        """Accuracy, the fraction of rows of ``X`` whose predicted label matches ``y``.
-        Raises ``ValueError`` when an output is NaN or Inf."""
+    def metrics(self, X: Any, y: Any) -> dict[str, float]:
+        """The mean cost of rows of ``X`` against ``y`` and the task's scores: ``accuracy`` for a
+        classifier, ``rmse`` and ``r2`` for a regression. Raises ``ValueError`` when an output is
+        NaN or Inf."""
+        task = self._task(y)
         X = self._inputs.rows(X, "X")
-        Y, labels = self._inputs.targets(y, X.shape[0], "y")
-        _, correct, bad = backend.to_numpy(self.xp.stack(self._totals(X, Y, labels))).tolist()
+        targets = task.targets(y, X.shape[0], self.sizes[-1], "y", dtype=self.dtype, device=self.device)
+        cost, bad, *totals = backend.to_numpy(self._model.totals(self.weights, self.biases, task, X, targets)).tolist()
         _finite_outputs(int(bad), X.shape[0])
-        return correct / X.shape[0]
+        return {"cost": cost / X.shape[0], **task.score(totals, X.shape[0])}
+
+    def evaluate(self, X: Any, y: Any) -> float:
+        """The task's headline score on rows of ``X``: a classifier's accuracy (the fraction of rows
+        whose predicted label matches ``y``), a regression's R² (:meth:`metrics` has them all).
+        Raises ``ValueError`` when an output is NaN or Inf."""
+        return self.metrics(X, y)[self._task(y).headline]
 
     def to(self, device: str) -> Network:
         """Move the parameters to ``device`` in place; returns the network."""
@@ -331,7 +377,7 @@ class Network:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters as NumPy arrays and the device by name (not its module)."""
-        skip = ("xp", "weights", "biases", "_params", "_work", "_layout", "_inputs")
+        skip = ("xp", "weights", "biases", "_params", "_work", "_layout", "_inputs", "_model")
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["weights"], state["biases"] = self._host_parameters()
         return state
@@ -340,6 +386,7 @@ class Network:
         params = state.pop("weights") + state.pop("biases")
         state.pop("_work", None)  # pickles of xpbp 0.1 carry an empty one, and no trained_on
         state.setdefault("trained_on", None)
+        state.setdefault("task", "classification")  # pickles from before networks knew their task
         self.__dict__.update(state)
         self._on(backend.usable(self.device, "a network pickled on"))
         self._layout = Layout(tuple(self.sizes))
@@ -355,7 +402,7 @@ class Network:
 def _finite_outputs(bad: int, n: int) -> None:
     if bad:
         raise ValueError(
-            f"the network's outputs for {bad} of the {n} rows of X are NaN or Inf, so they have no label: "
+            f"the network's outputs for {bad} of the {n} rows of X are NaN or Inf, so they have no prediction: "
             "finite but extreme inputs overflow its weighted sums; scale the inputs"
         )
 
@@ -377,6 +424,7 @@ def load(path: str | os.PathLike, device: str = "auto") -> Network:
             dtype=config.dtype,
             device=device,
             seed=config.seed,
+            task=config.task,
         )
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} is a damaged xpbp model file: {e}") from None

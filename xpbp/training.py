@@ -1,37 +1,41 @@
-"""Mini-batch stochastic gradient descent: the epoch loop, the update step and
-divergence replay, for a run described in :mod:`xpbp.runs`.
+"""Mini-batch training: the epoch loop, the update step, early stopping and divergence
+replay, for a run described in :mod:`xpbp.runs`.
 
-For each mini-batch of m examples, with ∇C from BP1–BP4 (:mod:`xpbp.workspace`)::
+For each mini-batch of m examples, with ∇C from BP1–BP4 (:mod:`xpbp.workspace`), the
+regularisation term added (:mod:`xpbp.regularization`) and the optimizer's update
+(:mod:`xpbp.optimizers`); by default SGD with momentum μ::
 
     v ← μv − η(∇C + (λ/N) w),   w ← w + v        (b likewise, without the λ term)
 
-With μ = 0 this is Nielsen's update, w ← (1 − ηλ/N) w − η∇C. Each epoch draws a
-permutation on the device from the network's seed and its epoch count, gathers the
-mini-batches from it in blocks of a few of them, and ends with one host transfer of its
-statistics: nothing crosses between host and device inside the batch loop.
+With μ = 0 this is Nielsen's update, w ← (1 − ηλ/N) w − η∇C. Each epoch takes its
+order of the examples from :func:`xpbp.draws.order` (drawn on the host, sent once),
+gathers the mini-batches from it in blocks of a few of them, and ends with one host
+transfer of its statistics: nothing crosses between host and device inside the batch
+loop. The trainer never touches the network: it is given the network's parts
+(:class:`xpbp.model.Model`, its θ as :class:`xpbp.workspace.Parameters`, its
+workspace) and gives back where the run ended (``seed``, ``epochs_trained``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import math
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from . import backend, threads
-from .backend import fuse
+from . import backend, draws, formats, threads
+from .checkpoints import Checkpoints
 from .distributed import Group
-from .runs import Data, DeviceMemoryError, DivergenceError, Execution, History, Run
-
-if TYPE_CHECKING:
-    from .checkpoints import Checkpoints
-    from .network import Network
+from .runs import DeviceMemoryError, DivergenceError, Held, History, Plan, State
+from .stopping import Watch
+from .workspace import Parameters, Workspace
 
 __all__ = ["Trainer"]
 
@@ -42,38 +46,43 @@ log = logging.getLogger("xpbp.network")  # the logger users already listen to
 _BLOCK_BYTES = 1 << 18
 
 
-@fuse
-def _momentum(xp: Any, grad: Any, mu: Any, theta: Any, v: Any) -> None:
-    """v ← μv − η∇C, then θ ← θ + v (``grad`` holds η∇C)."""
-    v *= mu
-    v -= grad
-    theta += v
-
-
 class Trainer:
-    """One run of ``fit`` on a network. Make it and use it with the network's device
-    current; in a data-parallel run, on every rank alike."""
+    """One run of ``fit``: the plan, carried out on θ (``params``, updated in place) with
+    the network's ``workspace`` (made here when None), from its ``seed`` and
+    ``epochs_trained``. Make it and use it with the network's device current; in a
+    data-parallel run, on every rank alike."""
 
-    def __init__(self, net: Network, run: Run, data: Data, execution: Execution = Execution()) -> None:
-        self.net, self.run, self.data, self.execution = net, run, data, execution
-        self.xp, self.history, self.group = net.xp, History(), execution.group
+    def __init__(self, plan: Plan, params: Parameters, workspace: Workspace | None, seed: int, epochs_trained: int) -> None:
+        self.plan, self.run, self.data, self.execution = plan, plan.run, plan.data, plan.execution
+        self.model, self.task, self.optimizer, self.penalty = plan.model, plan.task, plan.optimizer, plan.penalty
+        self.params, self.xp = params, plan.model.xp
+        self.seed, self.epochs_trained = seed, epochs_trained
+        self.history, self.watch, self.group = History(), Watch(), self.execution.group
+        self.finished = False  # whether the run has ended: after its last epoch, or stopped early
+        self.validation: Held | None = self.data.validation
+        self._rows: np.ndarray | None = None  # with a validation split, the rows of the data trained on
+        self._identity: formats.Identity | None = None
         with self._memory():
-            self._allocate()
+            self._allocate(workspace)
         if self.group is not None:
             self._join(self.group)
 
-    def _allocate(self) -> None:
-        """The run's buffers: the workspace's, the velocities, and the L2 term's."""
-        net, run = self.net, self.run
-        self.theta = net._sync()  # every w and b are views of θ
-        self.workspace = net._workspace(run.batch_sizes)
-        layout = self.workspace.layout
-        self.velocity = layout.zeros(self.xp, net.dtype) if run.momentum else None
-        # The weights come first in θ and ∇C: their L2 term is one operation too.
-        k = layout.weights
+    def _allocate(self, workspace: Workspace | None) -> None:
+        """The run's buffers: the workspace's (a new one, unless the network keeps one from
+        its last run), the optimizer's, the regularisation term's, and early stopping's
+        copy of the best θ."""
+        model = self.model
+        self.workspace = workspace or Workspace(model.sizes, model.sigmas, model.cost, model.xp, model.dtype)
+        self.theta = self.params.theta
+        self.weights, self.biases = self.workspace.layout.split(self.params.views)
+        self.workspace.keep(self.run.batch_sizes)
+        self.optimizer.start(self.theta)
+        k = self.workspace.layout.weights  # the weights come first in θ and ∇C
         self._theta_w, self._grad_w = self.theta[:k], self.workspace.grad[:k]
-        self._decay = self.xp.empty(k, dtype=net.dtype) if run.lmbda else None
-        self._mu = net.dtype.type(run.momentum)
+        self._scratch = self.xp.empty(k, dtype=self.model.dtype) if self.penalty is not None else None
+        self.best = self.xp.empty_like(self.theta) if self.run.early_stopping else None
+        widths = list(self.model.sizes[1:-1])
+        self.dropout = draws.Dropout(self.run.dropout, widths, self.model.device, self.model.dtype) if self.run.dropout else None
         self._mine = None  # the positions of this rank's examples in each epoch's order
 
     @contextlib.contextmanager
@@ -82,70 +91,160 @@ class Trainer:
         try:
             yield
         except MemoryError as e:
-            net, run = self.net, self.run
+            model, run = self.model, self.run
             raise DeviceMemoryError(
-                f"out of memory on {net.device} training layers {net.sizes} with batch_size={run.batch_size} "
-                f"({run.examples} examples on the device): try a smaller batch_size ({e})"
+                f"out of memory on {model.device} training layers {list(model.sizes)} with batch_size={run.batch_size} "
+                f"({self.data.train.X.shape[0]} examples on the device): try a smaller batch_size ({e})"
             ) from e
 
     def _join(self, group: Group) -> None:
         """Start a data-parallel run: check that every rank has the same run and data, then
         take rank 0's parameters, seed and epoch count, and this rank's share of the data."""
-        net, run = self.net, self.run
-        group.same("the network", dataclasses.replace(net._config(), seed=0))
+        run = self.run
+        group.same("the network", dataclasses.replace(self.plan.config, seed=0))
         group.same("the settings of fit", run)
-        group.same("the data (shapes and fingerprints)", (self.data.X.shape, self.data.fingerprints(self.xp)))
+        group.same("the optimizer", self.optimizer.spec())
+        group.same("the data (shapes and fingerprints)", (self.data.train.X.shape, self.data.fingerprints(self.xp)))
         group.broadcast(self.theta)
-        net.seed, net._epochs_trained = group.share((net.seed, net._epochs_trained))
+        self.seed, self.epochs_trained = group.share((self.seed, self.epochs_trained))
         mine = [
             np.arange(k + lo, k + hi)
             for k in range(0, run.examples, run.batch_size)
             for lo, hi in [group.slice(min(run.batch_size, run.examples - k))]
         ]
-        self._mine = backend.to_device(np.concatenate(mine), net.device)
+        self._mine = backend.to_device(np.concatenate(mine), self.model.device)
+
+    # ------------------------------------------------------------------ what checkpoints see
+
+    @property
+    def speaks(self) -> bool:
+        """Whether this process logs, shows progress and writes checkpoints: rank 0 of a
+        data-parallel run."""
+        return self.group is None or self.group.rank == 0
+
+    def identity(self) -> formats.Identity:
+        """What the run's checkpoints record of it, and what resuming must match; computed
+        once (its fingerprints cost a pass over the data)."""
+        if self._identity is None:
+            self._identity = formats.Identity(self.plan.config, self.run, self.optimizer.spec(), self.data.fingerprints(self.xp))
+        return self._identity
+
+    def state(self, epoch: int) -> State:
+        """Where the run stands after ``epoch``, on the host, in one transfer."""
+        step, buffers = self.optimizer.state()
+        parts = [self.theta, *buffers] + ([self.best] if self.best is not None else [])
+        host = backend.to_numpy(self.xp.concatenate(parts)).reshape(len(parts), -1)
+        best = host[-1] if self.best is not None else None
+        history = copy.deepcopy(self.history)  # a record of this moment, which the run's own goes on from
+        return State(
+            epoch, self.epochs_trained, self.seed, host[0], step, tuple(host[1 : 1 + len(buffers)]), history, self.watch, best
+        )
+
+    def restore(self, state: State) -> None:
+        """Take a checkpoint's state whole (it was checked: nothing here can fail half-way)."""
+        self.theta[...] = backend.to_device(state.theta, self.model.device)
+        self.optimizer.restore(state.step, [backend.to_device(s, self.model.device) for s in state.slots])
+        if self.best is not None and state.best is not None:
+            self.best[...] = backend.to_device(state.best, self.model.device)
+        self.seed, self.epochs_trained, self.watch, self.history = state.seed, state.epochs_trained, state.watch, state.history
+        self.finished = state.epoch == self.run.epochs or state.history.stopped_early
+
+    # ------------------------------------------------------------------ the run
 
     def train(self, checkpoints: Checkpoints | None = None) -> History:
         """The remaining epochs of the run: all, unless ``checkpoints`` resumes it, which
         also records the run as it goes."""
         done = checkpoints.start(self) if checkpoints is not None else 0
-        with self._memory(), np.errstate(over="ignore", invalid="ignore"), threads.limit(self.net.device, self.execution.threads):
+        if self.run.validation_fraction:
+            self._carve()
+        with (
+            self._memory(),
+            np.errstate(over="ignore", invalid="ignore"),
+            threads.limit(self.model.device, self.execution.threads),
+        ):
             for epoch in range(done + 1, self.run.epochs + 1):
+                if self.finished:
+                    break
                 self.epoch(epoch)  # the overflow that NumPy would warn of surfaces as DivergenceError
+                self._watch(epoch)
                 if checkpoints is not None:
                     checkpoints.after(self, epoch)
         return self.history
 
-    def step(self, x: Any, y: Any, eta: float, m: int | None = None) -> Any:
-        """One gradient-descent update on a mini-batch of ``m`` examples (all the columns
-        of ``x`` and ``y``, or in a data-parallel run this rank's share of them); returns
-        its output activations aᴸ from before the update (a work buffer, valid until the
-        next step).
+    def _carve(self) -> None:
+        """Hold out the validation split, from the seed (rank 0's, or the checkpoint's)."""
+        self._rows, self.validation = self.data.carve(self.seed, self.run.validation_fraction, self.data.labels())
 
-        θ, ∇C and the velocities each lie in one buffer laid out alike, so each line of
-        the update is one operation (or kernel) for the whole network."""
-        grad = self.workspace.grad
-        scale = eta / (x.shape[1] if m is None else m)
-        a = self.workspace.backprop(self.net.weights, self.net.biases, x, y, scale)  # η∇C of the mean cost
+    def _watch(self, epoch: int) -> None:
+        """After ``epoch``: follow the monitored score; at the run's end with early stopping
+        (its last epoch, or ``early_stopping`` epochs without improvement, or η halved to
+        1/128), keep the best epoch's parameters."""
+        run, history = self.run, self.history
+        self.finished = epoch == run.epochs
+        if not run.watching:
+            return
+        before = self.watch
+        self.watch = before.seen(
+            epoch, getattr(history, run.monitor)[-1], higher=run.higher, tol=run.tol, halve_after=run.halve_eta
+        )
+        if self.best is not None and self.watch.best_epoch == epoch:
+            self.best[...] = self.theta
+        if self.watch.halvings > before.halvings and self.speaks:
+            log.info(
+                "epoch %d: %s has not improved in %d epochs: η halved to %g",
+                epoch,
+                run.monitor,
+                run.halve_eta,
+                run.eta_at(epoch + 1, self.watch),
+            )
+        stops = self.watch.stops(run.early_stopping, run.halve_eta)
+        self.finished = self.finished or stops
+        if self.best is not None:
+            history.best_epoch = self.watch.best_epoch or None
+        if self.finished and self.best is not None and self.watch.best_epoch:
+            self.theta[...] = self.best  # the best epoch's parameters
+        if stops and epoch < run.epochs:
+            history.stopped_early = True
+            if self.speaks:
+                log.info(
+                    "stopping early after epoch %d: keeping the parameters of epoch %d (%s %.4g)",
+                    epoch,
+                    self.watch.best_epoch,
+                    run.monitor,
+                    self.watch.best,
+                )
+
+    def step(self, x: Any, y: Any, eta: float, m: int | None = None, rows: Any = None) -> Any:
+        """One update on a mini-batch of ``m`` examples (all the columns of ``x`` and ``y``,
+        or in a data-parallel run this rank's share of them), whose rows in the data are
+        ``rows`` (needed for dropout only); returns its output activations aᴸ from before
+        the update (a work buffer, valid until the next step).
+
+        θ, ∇C and the optimizer's state each lie in one buffer laid out alike, so each line
+        of the update is one operation (or kernel) for the whole network."""
+        grad, factor = self.workspace.grad, self.optimizer.scale(eta)
+        scale = factor / (x.shape[1] if m is None else m)
+        masks = self.dropout.masks(self._keys, rows, self.workspace.masks(x.shape[1])) if self.dropout is not None else None
+        a = self.workspace.backprop(self.weights, self.biases, x, y, scale, masks)  # ∇C of the mean cost, times η for SGD
         if self.group is not None:
-            self.group.allreduce(grad)  # the sum of the ranks' shares: η∇C of the whole mini-batch
-        if self._decay is not None:
-            self._grad_w += self.xp.multiply(self._theta_w, eta * self.run.decay, out=self._decay)  # η(∇C + (λ/N) w)
-        if self.velocity is None:
-            self.theta -= grad  # w ← w − η∇C, b likewise
-        else:
-            _momentum(grad, self._mu, self.theta, self.velocity)  # v ← μv − η∇C, w ← w + v
+            self.group.allreduce(grad)  # the sum of the ranks' shares: the whole mini-batch's
+        if self.penalty is not None:
+            self.penalty.add(self._grad_w, self._theta_w, factor * self.run.decay, self._scratch)  # + (λ/N) w for L2
+        self.optimizer.update(self.theta, grad, eta)
         return a
 
     def epoch(self, epoch: int) -> None:
         """One pass over the data, then its statistics in one host transfer (and, in a
         data-parallel run, one small collective)."""
-        net, run, xp = self.net, self.run, self.xp
-        eta = run.eta_at(epoch)
+        model, run, xp = self.model, self.run, self.xp
+        eta = run.eta_at(epoch, self.watch)
         start = time.perf_counter()
-        snapshot = [a.copy() for a in self._state()]  # the last finite state, should this epoch diverge
+        snapshot = self._snapshot()  # the last finite state, should this epoch diverge
         order = self._order()
+        if self.dropout is not None:
+            self._keys = self.dropout.keys(self.seed, self.epochs_trained)  # this epoch's
         mine = self._examples(order)  # which examples this process trains on, in the order it does
-        outputs = xp.empty((net.sizes[-1], run.examples if mine is None else mine.shape[0]), dtype=net.dtype)
+        outputs = xp.empty((model.sizes[-1], run.examples if mine is None else mine.shape[0]), dtype=model.dtype)
         k = 0  # each mini-batch's aᴸ, as it was trained on, goes to outputs[:, k:]
         with tqdm(
             total=run.examples,
@@ -155,34 +254,31 @@ class Trainer:
             leave=False,
             disable=not (self.execution.progress and self.speaks),
         ) as bar:
-            for m, x, y in self._batches(order):
-                outputs[:, k : k + x.shape[1]] = self.step(x, y, eta, m)
+            for m, x, y, rows in self._batches(order):
+                outputs[:, k : k + x.shape[1]] = self.step(x, y, eta, m, rows)
                 k += x.shape[1]
                 bar.update(m)
-        targets = self.data.Y if mine is None else self.data.Y.take(mine, axis=0)
+        Y = self.data.train.targets.Y
+        targets = Y if mine is None else Y.take(mine, axis=0)
         # The training cost in one pass at the end, not a handful of calls per step; then
         # whether every parameter and output is still finite.
-        stats = [net._cost.fn(outputs, targets.T).sum() / run.examples, self._finite(outputs)]
-        if run.lmbda:
-            stats.append(0.5 * run.decay * sum((w * w).sum() for w in net.weights))
-        if self.data.validation is not None:
-            stats.extend(net._totals(*self._held_out(self.data.validation)))
-        values = backend.to_numpy(xp.stack(stats)).tolist()  # the epoch's one host synchronisation
+        stats = [model.cost.fn(outputs, targets.T).sum() / run.examples, self._finite(outputs)]
+        if self.penalty is not None:
+            stats.append(self.penalty.cost(self.weights, run.decay))
+        parts = [xp.stack(stats)]
+        if self.validation is not None:
+            parts.append(self._held_out(self.validation))
+        values = backend.to_numpy(xp.concatenate(parts)).tolist()  # the epoch's one host synchronisation
         values, seconds = self._combine(values, time.perf_counter() - start)
         if values[1] != 1.0:
             self._diverged(epoch, snapshot)
-        net._epochs_trained += 1
+        self.epochs_trained += 1
         self._record(epoch, values, seconds)
 
     def _finite(self, a: Any) -> Any:
         """1 when θ and ``a`` hold no NaN or Inf, else 0: on the device, in the network's dtype."""
         xp = self.xp
-        return (xp.isfinite(self.theta).all() & xp.isfinite(a).all()).astype(self.net.dtype)
-
-    @property
-    def speaks(self) -> bool:
-        """Whether this process logs and shows progress: rank 0 of a data-parallel run."""
-        return self.group is None or self.group.rank == 0
+        return (xp.isfinite(self.theta).all() & xp.isfinite(a).all()).astype(self.model.dtype)
 
     def _examples(self, order: Any) -> Any:
         """This process's examples in this epoch's order, or None for all of them in the data's."""
@@ -190,101 +286,116 @@ class Trainer:
             return order if self._mine is None else self._mine
         return order.take(self._mine)
 
-    def _held_out(self, validation: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
-        """The validation rows this process evaluates: all, or this rank's contiguous share."""
-        if self.group is None:
-            return validation
-        lo, hi = self.group.slice(validation[0].shape[0])
-        X, Y, labels = validation
-        return X[lo:hi], Y[lo:hi], labels[lo:hi]
+    def _held_out(self, held: Held) -> Any:
+        """The validation totals (:meth:`xpbp.model.Model.totals`) of the rows this process
+        evaluates: all, or this rank's contiguous share."""
+        rows = slice(None) if self.group is None else slice(*self.group.slice(held.X.shape[0]))
+        return self.model.totals(self.weights, self.biases, self.task, held.X[rows], held.targets.part(rows))
 
     def _combine(self, values: list[float], seconds: float) -> tuple[list[float], float]:
         """The epoch's statistics of all ranks, in one small collective: the training cost
-        and the validation totals summed, finite only if finite on every rank, the L2 term
-        (the same on every rank) taken from rank 0, and the longest time."""
+        and the validation totals summed, finite only if finite on every rank, the
+        regularisation term (the same on every rank) taken from rank 0, and the longest time."""
         if self.group is None:
             return values, seconds
         ranks = self.group.gather(values + [seconds])
         summed = [sum(v[i] for v in ranks) for i in range(len(values))]
         finite = min(v[1] for v in ranks)
-        l2 = ranks[0][2:3] if self.run.lmbda else []
-        combined = [summed[0], finite, *l2, *summed[2 + len(l2) :]]
+        term = ranks[0][2:3] if self.penalty is not None else []
+        combined = [summed[0], finite, *term, *summed[2 + len(term) :]]
         return combined, max(v[-1] for v in ranks)
 
     def _record(self, epoch: int, values: list[float], seconds: float) -> None:
-        history, validation = self.history, self.data.validation
-        history.train_cost.append(values[0] + (values[2] if self.run.lmbda else 0.0))
-        if validation is not None:
-            cost, correct, bad = values[-3:]
-            if bad and self.speaks:  # a cost or an accuracy counted from NaN or Inf outputs would be a guess
+        history, held = self.history, self.validation
+        history.train_cost.append(values[0] + (values[2] if self.penalty is not None else 0.0))
+        line = f"epoch {epoch}/{self.run.epochs}: cost {history.train_cost[-1]:.4f}"
+        if held is not None:
+            totals = values[3 if self.penalty is not None else 2 :]
+            cost, bad, task = totals[0], totals[1], totals[2:]
+            if bad and self.speaks:  # a cost or a score counted from NaN or Inf outputs would be a guess
                 log.warning(
-                    "epoch %d: the outputs for %d validation examples are NaN or Inf; "
-                    "their cost and accuracy are recorded as NaN",
+                    "epoch %d: the outputs for %d validation examples are NaN or Inf; their cost and %s are recorded as NaN",
                     epoch,
                     int(bad),
+                    " and ".join(self.task.scores),
                 )
-            n = validation[0].shape[0]
+            n = held.X.shape[0]
             history.val_cost.append(cost / n if not bad else math.nan)
-            history.val_accuracy.append(correct / n if not bad else math.nan)
+            line += f", validation cost {history.val_cost[-1]:.4f}"
+            for name, score in self.task.score(task, n).items():
+                getattr(history, f"val_{name}").append(score if not bad else math.nan)
+                line += f", {name} {score:.2%}" if name == "accuracy" else f", {name} {score:.4g}"
         history.seconds.append(seconds)
-        line = f"epoch {epoch}/{self.run.epochs}: cost {history.train_cost[-1]:.4f}"
-        if validation is not None:
-            line += f", validation cost {history.val_cost[-1]:.4f}, accuracy {history.val_accuracy[-1]:.2%}"
         if self.speaks:
             log.info("%s (%.2f s, %.0f examples/s)", line, seconds, self.run.examples / seconds)
 
-    def _state(self) -> list[Any]:
-        """What an update changes: θ, and the velocities when there is momentum."""
-        return [self.theta] if self.velocity is None else [self.theta, self.velocity]
+    def _snapshot(self) -> tuple[list[Any], int]:
+        """What an update changes, copied: θ and the optimizer's buffers, and its step count."""
+        step, buffers = self.optimizer.state()
+        return [a.copy() for a in (self.theta, *buffers)], step
+
+    def _put(self, snapshot: tuple[list[Any], int]) -> None:
+        """Put a :meth:`_snapshot` back."""
+        arrays, step = snapshot
+        _assign([self.theta, *self.optimizer.state()[1]], arrays)
+        self.optimizer.step = step
 
     def _order(self) -> Any:
-        """This epoch's order of the examples: a permutation drawn on the device from the
-        seed and the number of epochs trained so far (so it needs no state beyond those
-        two, and every rank draws the same), or None for the data's own order."""
+        """This epoch's order of the examples, as rows of the data on the device: a
+        permutation from the seed and the number of epochs trained so far (so it needs no
+        state beyond those two, and every rank draws the same); or, unshuffled, the rows
+        trained on in the data's order (None for all of them)."""
+        rows = self._rows
         if not self.run.shuffle:
-            return None
-        seed = np.random.SeedSequence([self.net.seed, self.net._epochs_trained]).generate_state(1)[0]
-        return self.xp.random.RandomState(int(seed)).permutation(self.run.examples)
+            if rows is None and self.dropout is None:
+                return None
+            order = np.arange(self.run.examples) if rows is None else rows
+        else:
+            order = draws.order(self.seed, self.epochs_trained, self.run.examples)
+            order = order if rows is None else rows[order]
+        return backend.to_device(order, self.model.device)
 
-    def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any]]:
-        """``(m, x, y)`` for each mini-batch in ``order``: its size, and its examples as
-        columns (in a data-parallel run, this rank's contiguous share of them). They are
-        gathered as needed, a block of mini-batches at a time (fewer calls for small ones,
-        and hot in cache for their steps), so that the data set is never copied whole."""
-        X, Y, m, n = self.data.X, self.data.Y, self.run.batch_size, self.run.examples
+    def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
+        """``(m, x, y, rows)`` for each mini-batch in ``order``: its size, its examples as
+        columns (in a data-parallel run, this rank's contiguous share of them) and their
+        rows in the data (None without an order). They are gathered as needed, a block of
+        mini-batches at a time (fewer calls for small ones, and hot in cache for their
+        steps), so that the data set is never copied whole."""
+        X, Y, m, n = self.data.train.X, self.data.train.targets.Y, self.run.batch_size, self.run.examples
         if order is None or self.group is not None:
             for k in range(0, n, m):
                 size = min(m, n - k)
                 lo, hi = (0, size) if self.group is None else self.group.slice(size)
-                index = order[k + lo : k + hi] if order is not None else slice(k + lo, k + hi)
-                rows = (X[index], Y[index]) if order is None else (X.take(index, axis=0), Y.take(index, axis=0))
-                yield size, rows[0].T, rows[1].T
+                if order is None:
+                    yield size, X[k + lo : k + hi].T, Y[k + lo : k + hi].T, None
+                else:
+                    index = order[k + lo : k + hi]
+                    yield size, X.take(index, axis=0).T, Y.take(index, axis=0).T, index
             return
         block = m * max(1, _BLOCK_BYTES // (m * X.shape[1] * X.itemsize))
         for start in range(0, n, block):
             index = order[start : start + block]
             Xb, Yb = X.take(index, axis=0), Y.take(index, axis=0)
             for k in range(0, Xb.shape[0], m):
-                yield min(m, Xb.shape[0] - k), Xb[k : k + m].T, Yb[k : k + m].T
+                yield min(m, Xb.shape[0] - k), Xb[k : k + m].T, Yb[k : k + m].T, index[k : k + m]
 
-    def _diverged(self, epoch: int, snapshot: list[Any]) -> None:
+    def _diverged(self, epoch: int, snapshot: tuple[list[Any], int]) -> None:
         """Replay the epoch from its snapshot, checking after every mini-batch, to find the
         first one that produced a NaN or Inf; leave the parameters as they were before it
         and raise :class:`DivergenceError` (on every rank, at the same mini-batch)."""
-        state = self._state()
-        _assign(state, snapshot)
-        batches, eta = -(-self.run.examples // self.run.batch_size), self.run.eta_at(epoch)
-        for index, (m, x, y) in enumerate(self._batches(self._order()), start=1):
-            before = [p.copy() for p in state]
-            a = self.step(x, y, eta, m)
+        self._put(snapshot)
+        batches, eta = -(-self.run.examples // self.run.batch_size), self.run.eta_at(epoch, self.watch)
+        for index, (m, x, y, rows) in enumerate(self._batches(self._order()), start=1):
+            before = self._snapshot()
+            a = self.step(x, y, eta, m, rows)
             if min(self._gathered(float(backend.to_numpy(self._finite(a))))) != 1.0:
-                _assign(state, before)
+                self._put(before)
                 where = f"mini-batch {index} of {batches}"
                 break
         else:  # not reproduced: fall back to the epoch's start
-            _assign(state, snapshot)
+            self._put(snapshot)
             index, where = None, "a mini-batch that a replay could not pin down"
-        largest = float(backend.to_numpy(abs(self.data.X).max()))  # every rank holds all the data
+        largest = float(backend.to_numpy(abs(self.data.train.X).max()))  # every rank holds all the data
         raise DivergenceError(
             f"training diverged in epoch {epoch}, {where}: an output or a parameter became NaN or Inf. "
             f"The network keeps its last finite parameters. {self._cause(eta, largest)}",
@@ -300,7 +411,7 @@ class Trainer:
     def _cause(self, eta: float, largest: float) -> str:
         """What most likely made training diverge, and what to change."""
         shrink = 1.0 - eta * self.run.decay  # each step's factor on w from the L2 term
-        if shrink <= -1.0:
+        if self.run.lmbda and self.run.regularization == "l2" and self.optimizer.name == "sgd" and shrink <= -1.0:
             return (
                 f"The L2 term alone makes w grow: each step multiplies w by 1 - eta*lmbda/N = {shrink:g}, "
                 f"beyond -1; try a smaller lmbda (lmbda={self.run.lmbda:g}) or learning rate (eta={eta:g} in that epoch)."

@@ -16,19 +16,20 @@ from typing import Any
 import numpy as np
 
 from . import backend
+from .draws import scramble
 
 __all__ = [
     "Inputs",
     "all_finite",
     "dtype",
     "fingerprint",
+    "labels",
     "matrix",
     "positive_int",
     "real",
     "real_array",
     "replacements",
     "seed",
-    "targets",
 ]
 
 
@@ -110,34 +111,21 @@ def matrix(a: Any, name: str, width: int, *, dtype: np.dtype, device: str, colum
     return backend.to_device(a, device)
 
 
-def targets(y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> tuple[Any, Any]:
-    """``(Y, labels)`` for ``n`` examples: Y of shape ``(n, n_out)`` on ``device`` and the
-    integer labels ``(n,)``. ``y`` is labels (one-hot made on the device) or float targets
-    (labels are their argmax)."""
-    y = real_array(y, name)
-    if y.ndim == 2:
-        Y = matrix(y, name, n_out, dtype=dtype, device=device, columns=False)
-        if Y.shape[0] != n:
-            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n} examples")
-        with backend.using(device):
-            return Y, Y.argmax(axis=1)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be class labels of shape ({n},) or targets of shape ({n}, {n_out}), got shape {y.shape}")
-    if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} examples")
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    source = backend.device_of(y)
-    with backend.using(source):  # the range, where y lives
-        lo, hi = backend.to_numpy(backend.get_array_module(y).stack([y.min(), y.max()])).tolist()
-    if lo < 0 or hi >= n_out:
-        raise ValueError(f"{name} holds labels in [{lo}, {hi}], outside [0, {n_out - 1}] for {n_out} output neurons")
-    y = backend.to_device(y, device)
-    with backend.using(device):
+def labels(y: Any, name: str) -> Any:
+    """1-D class labels as integers, where ``y`` lives: integers as they are, booleans as
+    0 and 1, and floats that are all whole numbers (such as 0. and 1.) as integers."""
+    if y.dtype.kind in "iu":
+        return y
+    with backend.using(backend.device_of(y)):
+        if y.dtype.kind == "b":
+            return y.astype(np.int64)
         xp = backend.get_array_module(y)
-        Y = xp.zeros((n, n_out), dtype=dtype)
-        Y[xp.arange(n), y] = 1
-    return Y, y
+        if all_finite(y) and bool(backend.to_numpy((y == xp.floor(y)).all())):
+            return y.astype(np.int64)
+    raise TypeError(
+        f"{name} must hold integer class labels, got dtype {y.dtype} with values that are not whole numbers "
+        "(for continuous targets, a regression, give the network task='regression')"
+    )
 
 
 def replacements(arrays: list[Any], views: list[Any], names: list[str], *, dtype: np.dtype, device: str) -> dict[int, Any]:
@@ -168,9 +156,6 @@ class Inputs:
         """Examples as rows, ``(N, sizes[0])``, checked for NaN and Inf."""
         return matrix(X, name, self.sizes[0], dtype=self.dtype, device=self.device, columns=False)
 
-    def targets(self, y: Any, n: int, name: str) -> tuple[Any, Any]:
-        return targets(y, n, self.sizes[-1], name, dtype=self.dtype, device=self.device)
-
     def columns(self, a: Any, name: str, width: int) -> Any:
         """Inputs of the equations' entry points, examples as columns; NaN and Inf are looked
         for only in host data, so that these never synchronise with a device to validate."""
@@ -194,20 +179,12 @@ def fingerprint(xp: Any, *arrays: Any) -> Any:
     total = xp.zeros(1, dtype=np.uint64)  # an array, not a scalar: NumPy's scalars warn when they wrap
     for a in arrays:
         bits = a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
-        cols = _scramble(xp.arange(bits.shape[1], dtype=np.uint64) + np.uint64(1 << 32)) | np.uint64(1)
+        cols = scramble(xp.arange(bits.shape[1], dtype=np.uint64) + np.uint64(1 << 32)) | np.uint64(1)
         for k in range(0, bits.shape[0], _BLOCK):
-            rows = _scramble(xp.arange(k, min(k + _BLOCK, bits.shape[0]), dtype=np.uint64)) | np.uint64(1)
-            total += (xp.matmul(_scramble(bits[k : k + _BLOCK].astype(np.uint64)), cols) * rows).sum()
-        total = _scramble(total)
+            rows = scramble(xp.arange(k, min(k + _BLOCK, bits.shape[0]), dtype=np.uint64)) | np.uint64(1)
+            total += (xp.matmul(scramble(bits[k : k + _BLOCK].astype(np.uint64)), cols) * rows).sum()
+        total = scramble(total)
     return total[0]
 
 
 _BLOCK = 4096
-
-
-def _scramble(z: Any) -> Any:
-    """SplitMix64's finaliser, elementwise on uint64: a bijection that spreads every bit."""
-    z = z * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))

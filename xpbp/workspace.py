@@ -5,10 +5,11 @@ training step runs the same equations, line for line, but writes every large
 intermediate into buffers kept from one step to the next (fresh multi-megabyte
 temporaries would cost a page fault per 4 KB on every step):
 
-- θ, ∇C and the momentum velocities each lie in one flat buffer laid out alike
+- θ, ∇C and the optimizer's state buffers each lie in one flat buffer laid out alike
   (:class:`Layout`), so that one array operation updates every w and b at once;
-- each layer's z, a and δ for mini-batches of m examples, kept for the run's batch
-  size and its short last batch only.
+- each layer's z, a and δ (and, with dropout, each hidden layer's mask) for
+  mini-batches of m examples, kept for the run's batch size and its short last batch
+  only.
 
 ``tests/test_backprop.py`` holds :meth:`Workspace.backprop` equal to
 ``Network.backprop``, bit for bit.
@@ -16,6 +17,7 @@ temporaries would cost a page fault per 4 KB on every step):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,8 +107,9 @@ class Parameters:
 
 @dataclass(frozen=True)
 class _Layer:
-    """One layer's buffers for mini-batches of m examples (its z, a and δ), the views of
-    the gradient buffer that hold its ∂C/∂w and ∂C/∂b, and its σ."""
+    """One layer's buffers for mini-batches of m examples (its z, a and δ, and with
+    dropout its mask), the views of the gradient buffer that hold its ∂C/∂w and ∂C/∂b,
+    and its σ."""
 
     z: Any
     a: Any
@@ -114,6 +117,7 @@ class _Layer:
     nabla_w: Any
     nabla_b: Any
     sigma: Activation
+    mask: Any = None
 
 
 class Workspace:
@@ -140,10 +144,27 @@ class Workspace:
             self._batches[m] = [_Layer(buffer(n), buffer(n), buffer(n), w, b, sigma) for n, w, b, sigma in layers]
         return self._batches[m]
 
-    def backprop(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float) -> Any:
+    def masks(self, m: int) -> list[Any]:
+        """The dropout masks' buffers for mini-batches of m examples, one ``(n, m)`` per
+        hidden layer (made on first use)."""
+        layers = self._batch(m)
+        for l, layer in enumerate(layers[:-1]):
+            if layer.mask is None:
+                layers[l] = dataclasses.replace(layer, mask=self.xp.empty_like(layer.a))
+        return [layer.mask for layer in layers[:-1]]
+
+    def backprop(
+        self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float, masks: list[Any] | None = None
+    ) -> Any:
         """BP1–BP4 over the m columns of ``x`` and ``y``, for the gradient of the summed
         cost times ``scale`` (1/m gives the mean cost's; the training step folds η in too),
-        written into ``nabla_w`` and ``nabla_b``. Returns aᴸ, a buffer valid until the next call."""
+        written into ``nabla_w`` and ``nabla_b``. Returns aᴸ, a buffer valid until the next call.
+
+        With ``masks`` (one per hidden layer, from :meth:`masks`), each hidden activation is
+        multiplied by its mask after σ, and BP2's δ by the same mask: the gradient of the
+        thinned network."""
+        if masks is not None:
+            return self._dropped(weights, biases, x, y, scale, masks)
         matmul, layers = self.xp.matmul, self._batch(x.shape[1])
         # Feedforward, storing every z and every activation, layer by layer.
         activations = [x]
@@ -161,6 +182,33 @@ class Workspace:
                 delta = matmul(weights[l + 1].T, delta, out=layer.delta)
                 # σ′(zˡ) is written over zˡ, which nothing needs after it.
                 delta *= layer.sigma.prime(layer.z, activations[l + 1], out=layer.z)  # BP2
+            delta.sum(axis=1, keepdims=True, out=layer.nabla_b)  # BP3
+            matmul(delta, activations[l].T, out=layer.nabla_w)  # BP4
+        return activations[-1]
+
+    def _dropped(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float, masks: list[Any]) -> Any:
+        """:meth:`backprop` with dropout. σ′(zˡ) is taken in the forward pass, from σ(zˡ)
+        before the mask thins it, and written over zˡ; the output layer has no mask and
+        keeps its z for BP1."""
+        matmul, layers = self.xp.matmul, self._batch(x.shape[1])
+        activations = [x]
+        for l, (w, b, layer) in enumerate(zip(weights, biases, layers)):
+            z = matmul(w, activations[-1], out=layer.z)
+            z += b
+            a = layer.sigma.into(z, out=layer.a)
+            if l < len(masks):
+                layer.sigma.prime(z, a, out=z)
+                a *= masks[l]  # the thinned activation, D ⊙ σ(z)
+            activations.append(a)
+        last = layers[-1]
+        delta = self.cost.delta(last.z, activations[-1], y, last.sigma, out=last.delta)  # BP1
+        delta *= scale
+        for l in range(len(layers) - 1, -1, -1):
+            layer = layers[l]
+            if layer is not last:
+                delta = matmul(weights[l + 1].T, delta, out=layer.delta)
+                delta *= layer.z  # BP2: ⊙ σ′(zˡ)
+                delta *= masks[l]  # and ⊙ the mask
             delta.sum(axis=1, keepdims=True, out=layer.nabla_b)  # BP3
             matmul(delta, activations[l].T, out=layer.nabla_w)  # BP4
         return activations[-1]

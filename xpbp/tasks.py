@@ -1,0 +1,216 @@
+"""What a network's outputs mean: classes or quantities. Each task is one class that
+turns the targets a user gives into the output layer's targets, decides predictions
+from the outputs, and scores them.
+
+- :class:`Classification`: labels, or targets of one row per example. Several output
+  neurons predict the most active one (argmax); a single output neuron predicts class 1
+  where its activation is at least 0.5 and class 0 below (a binary classifier). Its
+  score is the accuracy.
+- :class:`Regression`: continuous targets. Predictions are the outputs themselves; its
+  scores are the root-mean-square error over every output and example (RMSE) and the
+  coefficient of determination R² (each output's, averaged, as scikit-learn's
+  ``r2_score`` does), never an accuracy.
+
+:func:`infer` tells which task targets are for, when the network was not told.
+
+Scores are accumulated on the device as sums over blocks of examples (``totals``), so
+that they cost no host transfer until the caller's one, and sums from several blocks
+or ranks simply add.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import backend, validation
+
+__all__ = ["Classification", "Regression", "TASKS", "Targets", "Task", "get", "infer"]
+
+_CLASSIFYING_OUTPUTS = ("sigmoid", "softmax")  # outputs in (0, 1), which a threshold or an argmax reads
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Targets on the device: ``Y`` ``(n, n_out)`` in the network's dtype, what the output
+    layer is trained towards; ``truth`` ``(n,)``, the labels a classifier is scored
+    against (None for a regression, scored against Y); and for a regression ``origin``,
+    the first example's targets ``(n_out, 1)``, which its sums are taken relative to."""
+
+    Y: Any
+    truth: Any = None
+    origin: Any = None
+
+    def part(self, rows: slice) -> Targets:
+        """The targets of ``rows`` (relative to the same origin)."""
+        return Targets(self.Y[rows], None if self.truth is None else self.truth[rows], self.origin)
+
+
+class Task:
+    name: ClassVar[str] = ""
+    scores: ClassVar[tuple[str, ...]] = ()  # the names of what ``score`` gives
+    headline: ClassVar[str] = ""  # the score ``Network.evaluate`` returns
+
+    def targets(self, y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> Targets:
+        """``y`` checked and brought to ``device``, for ``n`` examples and ``n_out`` outputs."""
+        raise NotImplementedError
+
+    def decide(self, a: Any) -> Any:
+        """Predictions from output activations ``a`` ``(n_out, m)``, on the device."""
+        raise NotImplementedError
+
+    def totals(self, a: Any, targets: Targets) -> Any:
+        """A 1-D array of sums over the examples whose outputs are the columns of ``a`` and
+        whose targets are ``targets``, on the device; ``score`` turns the sums over all
+        examples into scores."""
+        raise NotImplementedError
+
+    def score(self, totals: list[float], n: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def width(self, n_out: int) -> int:
+        """How many sums ``totals`` gives."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Classification(Task):
+    name = "classification"
+    scores = ("accuracy",)
+    headline = "accuracy"
+
+    def targets(self, y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> Targets:
+        y = validation.real_array(y, name)
+        if y.ndim == 2:
+            return self._rows(y, n, n_out, name, dtype=dtype, device=device)
+        if y.ndim != 1:
+            raise ValueError(
+                f"{name} must be class labels of shape ({n},) or targets of shape ({n}, {n_out}), got shape {y.shape}"
+            )
+        if y.shape[0] != n:
+            raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} examples")
+        labels = validation.labels(y, name)
+        classes = max(n_out, 2)
+        source = backend.device_of(labels)
+        with backend.using(source):  # the range, where y lives
+            lo, hi = backend.to_numpy(backend.get_array_module(labels).stack([labels.min(), labels.max()])).tolist()
+        if lo < 0 or hi >= classes:
+            what = "1 output neuron (a binary classifier: labels 0 and 1)" if n_out == 1 else f"{n_out} output neurons"
+            raise ValueError(f"{name} holds labels in [{lo}, {hi}], outside [0, {classes - 1}] for {what}")
+        labels = backend.to_device(labels, device)
+        with backend.using(device):
+            xp = backend.get_array_module(labels)
+            if n_out == 1:
+                return Targets(labels.astype(dtype).reshape(n, 1), labels)
+            Y = xp.zeros((n, n_out), dtype=dtype)
+            Y[xp.arange(n), labels] = 1
+        return Targets(Y, labels)
+
+    def _rows(self, y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> Targets:
+        if y.shape[1:] == (1,) and n_out > 1 and y.dtype.kind in "biu":
+            raise ValueError(f"{name} has shape {y.shape}: class labels go in a 1-D array of shape ({n},), e.g. {name}.ravel()")
+        Y = validation.matrix(y, name, n_out, dtype=dtype, device=device, columns=False)
+        if Y.shape[0] != n:
+            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n} examples")
+        with backend.using(device):
+            return Targets(Y, self.decide(Y.T))
+
+    def decide(self, a: Any) -> Any:
+        if a.shape[0] == 1:
+            return (a[0] >= 0.5).astype(np.int64)  # one output: class 1 from 0.5 up
+        return a.argmax(axis=0)
+
+    def totals(self, a: Any, targets: Targets) -> Any:
+        return (self.decide(a) == targets.truth).sum().reshape(1)
+
+    def width(self, n_out: int) -> int:
+        return 1
+
+    def score(self, totals: list[float], n: int) -> dict[str, float]:
+        return {"accuracy": totals[0] / n}
+
+
+class Regression(Task):
+    name = "regression"
+    scores = ("rmse", "r2")
+    headline = "r2"
+
+    def targets(self, y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> Targets:
+        y = validation.real_array(y, name)
+        if y.ndim == 1 and n_out == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim != 2:
+            shape = f"({n},) or ({n}, 1)" if n_out == 1 else f"({n}, {n_out})"
+            raise ValueError(f"{name} must be regression targets of shape {shape}, got shape {y.shape}")
+        Y = validation.matrix(y, name, n_out, dtype=dtype, device=device, columns=False)
+        if Y.shape[0] != n:
+            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n} examples")
+        with backend.using(device):
+            return Targets(Y, origin=Y[0].reshape(-1, 1).copy())
+
+    def decide(self, a: Any) -> Any:
+        return a
+
+    def totals(self, a: Any, targets: Targets) -> Any:
+        """Per output: the summed squared error, and the sum and the summed square of the
+        targets less the origin's (a shift, so that R²'s spread loses no digits to a large
+        mean)."""
+        xp = backend.get_array_module(a)
+        y = targets.Y.T
+        error = a - y
+        shifted = y - targets.origin
+        return xp.concatenate([(error * error).sum(axis=1), shifted.sum(axis=1), (shifted * shifted).sum(axis=1)])
+
+    def width(self, n_out: int) -> int:
+        return 3 * n_out
+
+    def score(self, totals: list[float], n: int) -> dict[str, float]:
+        k = len(totals) // 3
+        sse, shifted, squares = totals[:k], totals[k : 2 * k], totals[2 * k :]
+        r2 = []
+        for e, s, q in zip(sse, shifted, squares):
+            spread = max(q - s * s / n, 0.0)  # Σ(y − ȳ)²
+            r2.append(1.0 - e / spread if spread > 0 else (1.0 if e == 0 else 0.0))
+        return {"rmse": math.sqrt(sum(sse) / (n * k)), "r2": sum(r2) / k}
+
+
+TASKS: dict[str, type[Task]] = {"classification": Classification, "regression": Regression}
+
+
+def get(name: Any) -> Task:
+    if not isinstance(name, str) or name not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))} or None (inferred), got {name!r}")
+    return TASKS[name]()
+
+
+def infer(output_activation: str, n_out: int, y: Any = None) -> Task:
+    """The task of targets ``y`` for a network with that output layer of ``n_out`` neurons:
+
+    - 1-D integer or boolean labels: a classification;
+    - 1-D floats: class labels for several outputs; for one, a classification when the
+      output is a sigmoid's and every value is a whole number, else a regression;
+    - 2-D targets: a classification when the outputs are a softmax's, or a sigmoid's
+      and every target is 0 or 1; else a regression;
+    - no targets: a classification for sigmoid and softmax outputs, else a regression.
+
+    Looking at the values costs one transfer of a flag for device data."""
+    classifying = output_activation in _CLASSIFYING_OUTPUTS
+    if y is None:
+        return Classification() if classifying else Regression()
+    y = validation.real_array(y, "y")
+    if y.ndim == 1 and (y.dtype.kind in "biu" or n_out > 1):
+        return Classification()
+    if output_activation == "softmax" and y.ndim == 2:
+        return Classification()
+    if not classifying:
+        return Regression()
+    xp = backend.get_array_module(y)
+    with backend.using(backend.device_of(y)):
+        flag = (y == xp.floor(y)).all() if y.ndim == 1 else ((y == 0) | (y == 1)).all()
+        whole = bool(backend.to_numpy(flag))
+    return Classification() if whole else Regression()
