@@ -80,6 +80,45 @@ def test_train_json_is_one_object_and_nothing_else(tmp_path):
     assert 0.8 < result["test_accuracy"] <= 1 and result["seconds"] > 0 and result["examples_per_second"] > 0
 
 
+def test_train_with_the_training_parts_reads_the_test_split_once(tmp_path):
+    """Adam, dropout, L1, expanded images, a validation split carved from the training data
+    and early stopping: the epochs are validated on the split, and the test split is scored
+    once, on the network early stopping kept."""
+    model = tmp_path / "m.npz"
+    r = run("train", "--epochs", "30", "--seed", "2", "--device", "cpu", "--json", "--sizes", "784,40,10", "--activation", "relu",
+            "--output-activation", "softmax", "--cost", "log_likelihood", "--optimizer", "adam", "--batch-size", "32",
+            "--dropout", "0.2", "--lmbda", "0.1", "--regularization", "l1", "--shift", "1", "--validation-fraction", "0.1",
+            "--early-stopping", "2", "--halve-eta", "1", "--save", str(model))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    history = result["history"]
+    assert result["validated_on"] == "a split of the training data" and result["training"]["examples"] == 8000
+    assert result["training"]["optimizer"] == "adam" and result["training"]["eta"] == 0.001
+    assert history["stopped_early"] and len(history["val_accuracy"]) < 30
+    net = xpbp.load(model, device="cpu")
+    X, y = xpbp.datasets.load("mnist-sample", "test")
+    assert result["test_accuracy"] == pytest.approx(net.evaluate(X, y)) and result["test_accuracy"] > 0.85
+    assert "η halved to 0.0005" in r.stderr and "stopping early after epoch" in r.stderr
+    text = run("train", "--epochs", "2", "--seed", "2", "--device", "cpu", "--validation-fraction", "0.1")
+    assert text.returncode == 0, text.stderr
+    assert re.match(r"validation accuracy [\d.]+% in epoch 2, on 0.1 of the training data\ntest accuracy [\d.]+% \(\d+/2000\) after 2 epochs", text.stdout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--early-stopping", "3"], r"--early-stopping watches a validation score: add --validation-fraction F \(watching the test split"),
+    (["--halve-eta", "3"], "--halve-eta watches a validation score"),
+    (["--optimizer", "nesterov"], r"optimizer='nesterov' needs a momentum > 0"),
+    (["--dropout", "1"], r"dropout must be \[0.0, 1.0\)"),
+    (["--validation-fraction", "1.5"], r"validation_fraction must be \[0.0, 1.0\)"),
+    (["--shift", "28"], r"shift must be less than the image's side \(28 pixels\)"),
+    (["--validation-fraction", "0.5", "--batch-size", "40000"], r"batch_size must be at most the number of examples \(30000 after the 30000 held out"),
+])
+def test_training_part_options_are_checked_before_any_work(args, message, tmp_path):
+    r = run("train", "--dataset", "mnist", "--no-download", "--device", "cpu", *args, env={"XDG_CACHE_HOME": str(tmp_path)})
+    one_line_error(r, 1, f"^xpbp: error: .*{message}")
+    no_training(r)
+
+
 def test_evaluate_reports_per_class_accuracy_and_confusion_matrix(tmp_path):
     model, plot = tmp_path / "m.npz", tmp_path / "confusion.png"
     assert run("train", "--epochs", "3", "--seed", "2", "--device", "cpu", "--save", str(model)).returncode == 0

@@ -174,6 +174,14 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         help="halve η after N epochs without improvement of the validation score, stopping at 1/128 of it (Nielsen, ch. 3); "
         "needs --validation-fraction (default: off)",
     )
+    add(
+        "--shift",
+        type=int,
+        default=0,
+        metavar="N",
+        help="expand the training data: move each image by up to N pixels each way, anew each epoch (default: 0)",
+    )
+    add("--mirror", action="store_true", help="expand the training data: mirror each image left-right half the time")
     add("--tol", type=float, default=0.0, help="how much the validation score must improve by to count (default: 0)")
     add(
         "--monitor",

@@ -145,15 +145,18 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
         halve_eta=args.halve_eta,
         tol=args.tol,
         monitor=args.monitor,
+        shift=args.shift,
+        mirror=args.mirror,
     )
     if (args.early_stopping or args.halve_eta) and not args.validation_fraction:
         raise ValueError(
             f"{'--early-stopping' if args.early_stopping else '--halve-eta'} watches a validation score: add "
-            "--validation-fraction F (watching the test split would choose the epoch on the data the accuracy is reported on)"
+            "--validation-fraction F (watching the test split would pick the network on the data its accuracy is reported on)"
         )
-    settings_checked = {**settings, "validation_fraction": args.validation_fraction, "shuffle": True}
+    settings_checked = {**settings, "validation_fraction": args.validation_fraction, "shuffle": True, "image_shape": None}
     runs.Run.checked(  # before the data is loaded
         datasets.size(args.dataset, "train"),
+        datasets.FEATURES,
         task=tasks.Classification(),
         using=optimizer,
         cost_eta=eta,

@@ -252,6 +252,9 @@ class Network:
         halve_eta: int | None = None,
         tol: float = 0.0,
         monitor: str | None = None,
+        shift: int = 0,
+        mirror: bool = False,
+        image_shape: tuple[int, int] | None = None,
     ) -> History:
         """Train by mini-batch gradient descent: for each mini-batch, ∇C from BP1–BP4 plus the
         regularisation term, then the optimizer's step; by default SGD with momentum μ,
@@ -281,6 +284,9 @@ class Network:
             for a classifier, ``val_rmse`` for a regression; or ``val_cost``) has not improved by more than
             ``tol`` in ``early_stopping`` epochs, keeping the best epoch's parameters; halve η after
             ``halve_eta`` such epochs, stopping once it is 1/128 of η (Nielsen, ch. 3). Both need validation data.
+        shift, mirror, image_shape : expand the training data (Nielsen, ch. 3): each epoch, move each
+            example, an image of ``image_shape`` (by default square), by up to ``shift`` pixels each way, and
+            mirror it left to right half the time (:mod:`xpbp.expand`).
         shuffle, progress : a new order each epoch; a progress bar (None: when stderr is a terminal).
         eta_decay : the schedule η/(1 + eta_decay·(e − 1)) in epoch e (Nielsen, ch. 3); 0 keeps η.
         checkpoint, checkpoint_every, resume : a file rewritten every ``checkpoint_every`` epochs and after the last,

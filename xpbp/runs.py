@@ -113,6 +113,10 @@ class Run:
     halve_eta: int = 0
     tol: float = 0.0
     monitor: str = ""
+    shift: int = 0
+    mirror: bool = False
+    image_height: int = 0  # the examples' shape as images, for shift and mirror (0: neither is on)
+    image_width: int = 0
 
     def eta_at(self, epoch: int, watch: stopping.Watch) -> float:
         """The learning rate of ``epoch`` (1-based): η/(1 + eta_decay·(epoch − 1)), halved as often as ``watch`` says."""
@@ -134,16 +138,29 @@ class Run:
         return bool(self.early_stopping or self.halve_eta)
 
     @property
+    def expanding(self) -> bool:
+        """Whether the training images are shifted or mirrored (:mod:`xpbp.expand`)."""
+        return bool(self.shift or self.mirror)
+
+    @property
     def higher(self) -> bool:
         """Whether a higher monitored score is better."""
         return self.monitor in stopping.HIGHER
 
     @classmethod
     def checked(
-        cls, examples: int, *, task: tasks.Task, using: optimizers.Optimizer, cost_eta: float, data: Data | None, **settings: Any
+        cls,
+        examples: int,
+        features: int,
+        *,
+        task: tasks.Task,
+        using: optimizers.Optimizer,
+        cost_eta: float,
+        data: Data | None,
+        **settings: Any,
     ) -> Run:
-        """``fit``'s settings (by its names) for ``examples`` examples trained ``using`` an
-        optimizer, each checked, with a
+        """``fit``'s settings (by its names) for ``examples`` examples of ``features`` inputs
+        trained ``using`` an optimizer, each checked, with a
         message naming the first bad one; N after any validation split. Without ``data``
         (the command line checks its settings before loading any), validation data is
         taken to be there, and N is counted as if the split were not stratified."""
@@ -166,6 +183,8 @@ class Run:
         eta = settings["eta"]
         if eta is None:
             eta = using.eta if using.eta is not None else cost_eta
+        shift, mirror = _shift(settings["shift"]), bool(settings["mirror"])
+        height, width = _image(settings["image_shape"], features, shift) if shift or mirror else (0, 0)
         return cls(
             n,
             positive_int(settings["epochs"], "epochs"),
@@ -181,6 +200,10 @@ class Run:
             halve,
             real(settings["tol"], "tol", 0.0),
             monitor,
+            shift,
+            mirror,
+            height,
+            width,
         )
 
 
@@ -316,7 +339,7 @@ class Plan:
             )
             data = Data.checked(model, task, X, y, validation_data)
             optimizer = optimizers.get(settings["optimizer"], real(settings["momentum"], "momentum", 0.0, 1.0, high_open=True))
-            run = Run.checked(data.train.X.shape[0], task=task, using=optimizer, cost_eta=model.cost.eta, data=data, **settings)
+            run = Run.checked(*data.train.X.shape, task=task, using=optimizer, cost_eta=model.cost.eta, data=data, **settings)
             every = positive_int(settings["checkpoint_every"], "checkpoint_every")
             if settings["resume"] and settings["checkpoint"] is None:
                 raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
@@ -337,6 +360,32 @@ def _patience(value: Any, name: str) -> int:
         if value is None or (isinstance(value, int) and not isinstance(value, bool) and value == 0)
         else positive_int(value, name)
     )
+
+
+def _shift(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"shift must be a whole number of pixels >= 0, got {value!r}")
+    return int(value)
+
+
+def _image(shape: Any, features: int, shift: int) -> tuple[int, int]:
+    """The examples' (height, width) as images: ``shape``, or the square that ``features``
+    pixels make when it is None."""
+    if shape is None:
+        side = int(round(features**0.5))
+        if side * side != features:
+            raise ValueError(
+                f"shift and mirror move images: give image_shape=(height, width) for {features} inputs, not a square"
+            )
+        shape = (side, side)
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(f"image_shape must be (height, width), got {shape!r}")
+    height, width = (positive_int(n, "image_shape") for n in shape)
+    if height * width != features:
+        raise ValueError(f"image_shape {height}x{width} has {height * width} pixels, but the examples have {features} inputs")
+    if shift >= min(height, width):
+        raise ValueError(f"shift must be less than the image's side ({min(height, width)} pixels), got {shift}")
+    return height, width
 
 
 def _monitor(value: Any, task: tasks.Task, watching: bool) -> str:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from . import backend, draws, formats, threads
 from .checkpoints import Checkpoints
 from .distributed import Group
+from .expand import Expansion
 from .runs import DeviceMemoryError, DivergenceError, Held, History, Plan, State
 from .stopping import Watch
 from .workspace import Parameters, Workspace
@@ -83,6 +84,10 @@ class Trainer:
         self.best = self.xp.empty_like(self.theta) if self.run.early_stopping else None
         widths = list(self.model.sizes[1:-1])
         self.dropout = draws.Dropout(self.run.dropout, widths, self.model.device, self.model.dtype) if self.run.dropout else None
+        run = self.run
+        self.expansion = (
+            Expansion(run.image_height, run.image_width, run.shift, run.mirror, model.device) if run.expanding else None
+        )
         self._mine = None  # the positions of this rank's examples in each epoch's order
 
     @contextlib.contextmanager
@@ -243,6 +248,8 @@ class Trainer:
         order = self._order()
         if self.dropout is not None:
             self._keys = self.dropout.keys(self.seed, self.epochs_trained)  # this epoch's
+        if self.expansion is not None:
+            self._moves = self.expansion.key(self.seed, self.epochs_trained)
         mine = self._examples(order)  # which examples this process trains on, in the order it does
         outputs = xp.empty((model.sizes[-1], run.examples if mine is None else mine.shape[0]), dtype=model.dtype)
         k = 0  # each mini-batch's aᴸ, as it was trained on, goes to outputs[:, k:]
@@ -347,7 +354,7 @@ class Trainer:
         trained on in the data's order (None for all of them)."""
         rows = self._rows
         if not self.run.shuffle:
-            if rows is None and self.dropout is None:
+            if rows is None and self.dropout is None and self.expansion is None:
                 return None
             order = np.arange(self.run.examples) if rows is None else rows
         else:
@@ -370,14 +377,19 @@ class Trainer:
                     yield size, X[k + lo : k + hi].T, Y[k + lo : k + hi].T, None
                 else:
                     index = order[k + lo : k + hi]
-                    yield size, X.take(index, axis=0).T, Y.take(index, axis=0).T, index
+                    yield size, self._moved(index, X.take(index, axis=0)).T, Y.take(index, axis=0).T, index
             return
         block = m * max(1, _BLOCK_BYTES // (m * X.shape[1] * X.itemsize))
         for start in range(0, n, block):
             index = order[start : start + block]
             Xb, Yb = X.take(index, axis=0), Y.take(index, axis=0)
             for k in range(0, Xb.shape[0], m):
-                yield min(m, Xb.shape[0] - k), Xb[k : k + m].T, Yb[k : k + m].T, index[k : k + m]
+                rows = index[k : k + m]
+                yield min(m, Xb.shape[0] - k), self._moved(rows, Xb[k : k + m]).T, Yb[k : k + m].T, rows
+
+    def _moved(self, rows: Any, X: Any) -> Any:
+        """The examples ``X`` (rows ``rows`` of the data), shifted and mirrored when the run expands its data."""
+        return X if self.expansion is None else self.expansion.apply(self._moves, rows, X)
 
     def _diverged(self, epoch: int, snapshot: tuple[list[Any], int]) -> None:
         """Replay the epoch from its snapshot, checking after every mini-batch, to find the
