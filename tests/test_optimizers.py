@@ -195,3 +195,57 @@ def test_bad_optimizer_settings_are_refused_before_any_work(kwargs, error, messa
 def test_optimizers_check_their_settings(make, message):
     with pytest.raises((TypeError, ValueError), match=message):
         make()
+
+
+def test_sample_weights_weigh_each_examples_gradient(device):
+    """One full-batch step with integer weights is the step on the data with each example
+    repeated that many times (a weight of 0 leaves it out), L2 over the batch included."""
+    X, y = blobs(n=12)
+    w = np.array([1, 3, 0, 2, 1, 1, 4, 0, 1, 2, 1, 1], dtype=float)
+    kwargs = dict(epochs=1, eta=0.7, lmbda=0.3, decay_over="batch", shuffle=False, optimizer="nesterov", momentum=0.5,
+                  progress=False)
+    weighted = xpbp.Network(SIZES, dtype="float64", device=device, seed=8)
+    history = weighted.fit(X, y, batch_size=12, sample_weight=w, **kwargs)
+    repeated = xpbp.Network(SIZES, dtype="float64", device=device, seed=8)
+    again = repeated.fit(np.repeat(X, w.astype(int), axis=0), np.repeat(y, w.astype(int)), batch_size=int(w.sum()), **kwargs)
+    for a, b in zip(host(weighted), host(repeated)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert history.train_cost[0] == pytest.approx(again.train_cost[0], rel=1e-12)  # the weighted mean, and λ over Σw
+    unweighted = xpbp.Network(SIZES, dtype="float64", device="cpu", seed=8)
+    unweighted.fit(X, y, batch_size=12, **kwargs)
+    assert not np.allclose(host(unweighted)[0], host(weighted)[0])
+
+
+def test_l2_over_the_batch_is_scikit_learns_alpha(device):
+    """decay_over="batch": each step's term is (λ/m)w for its own m (the short last batch's
+    too), and the training cost counts ½(λ/m)‖w‖² of each mini-batch before its step, m/N of it."""
+    X, y = blobs(n=22)
+    n, m, eta, lmbda = 22, 5, 0.6, 2.0
+    net = xpbp.Network(SIZES, dtype="float64", device=device, seed=6)
+    w, b = [to_numpy(p).copy() for p in net.weights], [to_numpy(p).copy() for p in net.biases]
+    term, names, Y = 0.0, ["sigmoid"] * 3, np.eye(3)[y]
+    for k in range(0, n, m):
+        size = min(m, n - k)
+        term += 0.5 * lmbda / size * sum((p * p).sum() for p in w) * size / n
+        nabla_b, nabla_w = nielsen_backprop(w, b, names, "quadratic", X[k : k + m].T, Y[k : k + m].T)
+        w = [p - eta * (g + lmbda / size * p) for p, g in zip(w, nabla_w)]
+        b = [p - eta * g for p, g in zip(b, nabla_b)]
+    history = net.fit(X, y, epochs=1, batch_size=m, eta=eta, lmbda=lmbda, decay_over="batch", shuffle=False, progress=False)
+    for got, want in zip(host(net), w + b):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    still = xpbp.Network(SIZES, dtype="float64", device="cpu", seed=6)
+    flat = still.fit(X, y, epochs=1, batch_size=m, eta=0.0, lmbda=lmbda, decay_over="batch", shuffle=False, progress=False)
+    norm = sum((to_numpy(p) ** 2).sum() for p in still.weights)
+    assert flat.train_cost[0] == pytest.approx(still.cost(X.T, Y.T) + 5 * 0.5 * lmbda * norm / n, rel=1e-12)
+
+
+@pytest.mark.parametrize("w, message", [
+    (np.ones(5), r"sample_weight must have shape \(40,\)"),
+    (-np.ones(40), "sample_weight must be >= 0 and not all 0"),
+    (np.zeros(40), "sample_weight must be >= 0 and not all 0"),
+    (np.full(40, np.nan), "sample_weight contains NaN or Inf"),
+])
+def test_bad_sample_weights_are_refused(w, message):
+    X, y = blobs()
+    with pytest.raises(ValueError, match=message):
+        xpbp.Network(SIZES, device="cpu", seed=1).fit(X, y, epochs=1, sample_weight=w, progress=False)

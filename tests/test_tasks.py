@@ -93,6 +93,8 @@ def test_multi_output_regression_averages_r2_over_outputs_as_scikit_learn_does(d
     ("sigmoid", np.array([0.2, 0.7, 1.0]), "regression"),
     ("sigmoid", np.array([[0.0, 1.0], [1.0, 0.0]]), "classification"),
     ("sigmoid", np.array([[0.2, 0.7], [1.0, 0.0]]), "regression"),
+    ("sigmoid", np.array([[1.0, 1.0], [1.0, 0.0]]), "multilabel"),
+    ("sigmoid", np.array([[0.0, 0.0], [0.0, 1.0]]), "multilabel"),
     ("identity", np.array([[0.0, 1.0], [1.0, 0.0]]), "regression"),
     ("softmax", np.array([[0.2, 0.8], [1.0, 0.0]]), "classification"),
     ("sigmoid", None, "classification"),
@@ -111,7 +113,7 @@ def test_a_given_task_wins_and_is_kept_in_the_model_file(tmp_path):
     net.save(tmp_path / "m.npz")
     loaded = xpbp.load(tmp_path / "m.npz", device="cpu")
     assert loaded.task == "regression" and np.array_equal(loaded.predict(X), net.predict(X))
-    with pytest.raises(ValueError, match="task must be one of 'classification', 'regression' or None"):
+    with pytest.raises(ValueError, match="task must be one of 'classification', 'multilabel', 'regression' or None"):
         xpbp.Network([10, 1], task="ranking")
 
 
@@ -120,3 +122,28 @@ def test_models_from_before_tasks_are_classifiers():
     net = xpbp.load(Path(__file__).parent / "data" / "model-v2.npz", device="cpu")
     assert net.task == "classification" and net.trained_on == "blobs:train"
     assert net.predict(np.zeros((2, 4), np.float32)).dtype == np.int64
+
+
+def test_zeros_and_ones_that_are_not_one_hot_are_a_multi_label_classifier(device, rng):
+    X = rng.standard_normal((300, 6)).astype(np.float32)
+    Y = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] > 0.5], axis=1).astype(np.float32)
+    net = xpbp.Network([6, 16, 3], output_activation="sigmoid", cost="cross_entropy", device=device, seed=2)
+    history = net.fit(X[:200], Y[:200], epochs=15, batch_size=10, eta=0.5, validation_data=(X[200:], Y[200:]), progress=False)
+    assert net.task == "multilabel"
+    predicted = net.predict(X[200:])
+    assert predicted.shape == (100, 3) and set(np.unique(predicted)) == {0, 1}
+    assert np.array_equal(predicted, (to_numpy(net.feedforward(X[200:].T)).T >= 0.5).astype(int))
+    subset = np.mean((predicted == Y[200:]).all(axis=1))
+    assert history.val_accuracy[-1] == pytest.approx(subset) and net.evaluate(X[200:], Y[200:]) == pytest.approx(subset)
+    assert subset > 0.7
+    with pytest.raises(ValueError, match="must hold label indicators, 0 or 1, for a multi-label classifier"):
+        net.fit(X, Y * 0.5, epochs=1, progress=False)
+
+
+def test_scikit_learns_squared_error_reports_the_mean_over_outputs_and_trains_as_the_quadratic_cost(rng):
+    x, y = rng.standard_normal((4, 7)), rng.standard_normal((3, 7))
+    nets = [xpbp.Network([4, 5, 3], output_activation="identity", cost=c, dtype="float64", device="cpu", seed=1)
+            for c in ("quadratic", "squared_error")]
+    for a, b in zip(*(n.backprop(x, y)[0] + n.backprop(x, y)[1] for n in nets)):
+        assert np.array_equal(a, b)
+    assert nets[1].cost(x, y) == pytest.approx(nets[0].cost(x, y) / 3, rel=1e-15)

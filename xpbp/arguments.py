@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from . import __version__, datasets, optimizers
+from . import __version__, costs, datasets, optimizers
 from .activations import HIDDEN
 
 __all__ = ["UsageError", "parser"]
@@ -106,9 +106,10 @@ def _network_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--cost",
-        choices=("quadratic", "cross_entropy", "log_likelihood"),
+        choices=costs.NAMES,
         default="quadratic",
-        help="cross_entropy needs a sigmoid output, log_likelihood a softmax one (default: quadratic)",
+        help="cross_entropy needs a sigmoid output, log_likelihood a softmax one; squared_error is scikit-learn's "
+        "(the quadratic cost over the outputs' mean) (default: quadratic)",
     )
     add(
         "--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1) (default: scaled)"
@@ -181,7 +182,11 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="expand the training data: move each image by up to N pixels each way, anew each epoch (default: 0)",
     )
-    add("--mirror", action="store_true", help="expand the training data: mirror each image left-right half the time")
+    add(
+        "--mirror",
+        action="store_true",
+        help="expand the training data: mirror each image left-right half the time (default: off)",
+    )
     add("--tol", type=float, default=0.0, help="how much the validation score must improve by to count (default: 0)")
     add(
         "--monitor",

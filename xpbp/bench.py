@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, backend, threads
+from . import __version__, backend, threads, training
 from .network import Network
 
 __all__ = [
@@ -104,10 +104,11 @@ def bare_step(cell: Cell) -> tuple[Network, Any, Any, Callable[[], Callable[[], 
     def start() -> Callable[[], None]:
         with backend.using(net.device):
             trainer = net.trainer(x.T, t.T, epochs=1, batch_size=cell.batch, eta=ETA, progress=False)
+        batch = training.Batch(cell.batch, x, t)
 
         def step() -> None:
             with backend.using(net.device):
-                trainer.step(x, t, ETA)
+                trainer.step(batch, ETA)
 
         return step
 

@@ -153,7 +153,13 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
             f"{'--early-stopping' if args.early_stopping else '--halve-eta'} watches a validation score: add "
             "--validation-fraction F (watching the test split would pick the network on the data its accuracy is reported on)"
         )
-    settings_checked = {**settings, "validation_fraction": args.validation_fraction, "shuffle": True, "image_shape": None}
+    settings_checked = {
+        **settings,
+        "validation_fraction": args.validation_fraction,
+        "shuffle": True,
+        "image_shape": None,
+        "decay_over": "data",
+    }
     runs.Run.checked(  # before the data is loaded
         datasets.size(args.dataset, "train"),
         datasets.FEATURES,

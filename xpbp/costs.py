@@ -18,7 +18,7 @@ from typing import Any
 from .activations import Activation
 from .backend import get_array_module
 
-__all__ = ["Cost", "CrossEntropyCost", "LogLikelihoodCost", "QuadraticCost", "get"]
+__all__ = ["NAMES", "Cost", "CrossEntropyCost", "LogLikelihoodCost", "QuadraticCost", "SquaredErrorCost", "get"]
 
 
 def _log(a: Any) -> Any:
@@ -70,6 +70,18 @@ class QuadraticCost(Cost):
         return get_array_module(a).subtract(a, y, out=out)
 
 
+class SquaredErrorCost(QuadraticCost):
+    """scikit-learn's squared error, Cₓ = ½‖y − a‖²/n_out (the mean over the outputs), with
+    the gradient scikit-learn trains with: the quadratic cost's, ∇ₐC = a − y. For one output
+    the two agree; for several, the gradient is n_out times the reported cost's, as in
+    scikit-learn's ``MLPRegressor`` (which ``xpbp.sklearn.MLPRegressor`` follows)."""
+
+    name = "squared_error"
+
+    def fn(self, a: Any, y: Any) -> Any:
+        return super().fn(a, y) / a.shape[0]
+
+
 class CrossEntropyCost(Cost):
     """Cₓ = −Σⱼ [yⱼ ln aⱼ + (1 − yⱼ) ln(1 − aⱼ)], for a sigmoid output layer."""
 
@@ -107,7 +119,8 @@ class LogLikelihoodCost(Cost):
         return get_array_module(a).subtract(a, y, out=out)
 
 
-_COSTS = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+_COSTS = {cls.name: cls for cls in (QuadraticCost, SquaredErrorCost, CrossEntropyCost, LogLikelihoodCost)}
+NAMES = tuple(_COSTS)
 
 
 def get(name: str, output: Activation | None = None) -> Cost:

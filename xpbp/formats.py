@@ -18,7 +18,7 @@ networks from files without a task are classifiers, as every network was then):
 ``init``                      str, the initialisation the network was drawn with
 ``dtype``                     str, ``float32`` or ``float64``
 ``seed``                      int64, the network's seed
-``task``                      str, optional: ``classification`` or ``regression``
+``task``                      str, optional: ``classification``, ``multilabel`` or ``regression``
                               (absent for a network not trained or told yet)
 ``w0`` … ``w{L-1}``           the weight matrices, ``(sizes[l+1], sizes[l])``, finite in ``dtype``
 ``b0`` … ``b{L-1}``           the bias vectors, ``(sizes[l+1], 1)``, finite in ``dtype``
@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from . import files, optimizers, validation
+from . import files, optimizers, tasks, validation
 from .model import Config
 from .runs import Fingerprints, History, Run, State
 from .stopping import Watch
@@ -180,8 +180,8 @@ def _header(archive: files.Archive, format: str, versions: tuple[int, ...]) -> C
         validation.seed(config.seed)
     except ValueError as e:
         raise archive.error(str(e)) from None
-    if task not in (None, "classification", "regression"):
-        raise archive.error(f"task {task!r} is neither 'classification' nor 'regression'")
+    if task is not None and task not in tasks.TASKS:
+        raise archive.error(f"task {task!r} is not one of {', '.join(map(repr, tasks.TASKS))}")
     return config
 
 

@@ -78,7 +78,7 @@ class Network:
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     seed : seeds the initial weights and every epoch's shuffle; drawn at random when None
         (and kept in ``net.seed``, so a run can be repeated).
-    task : ``"classification"``, ``"regression"``, or None to infer it from the targets of the first
+    task : ``"classification"``, ``"multilabel"``, ``"regression"``, or None to infer it from the targets of the first
         ``fit`` (:func:`xpbp.tasks.infer`); kept in ``net.task`` and in the model file. A classifier
         predicts labels (with one output neuron, 1 where it is at least 0.5) and is scored by its
         accuracy; a regression predicts the outputs and is scored by RMSE and R².
@@ -255,6 +255,8 @@ class Network:
         shift: int = 0,
         mirror: bool = False,
         image_shape: tuple[int, int] | None = None,
+        sample_weight: Any = None,
+        decay_over: str = "data",
     ) -> History:
         """Train by mini-batch gradient descent: for each mini-batch, ∇C from BP1–BP4 plus the
         regularisation term, then the optimizer's step; by default SGD with momentum μ,
@@ -287,6 +289,10 @@ class Network:
         shift, mirror, image_shape : expand the training data (Nielsen, ch. 3): each epoch, move each
             example, an image of ``image_shape`` (by default square), by up to ``shift`` pixels each way, and
             mirror it left to right half the time (:mod:`xpbp.expand`).
+        sample_weight : a weight ≥ 0 per training example: each mini-batch's gradient is the weighted
+            mean of its examples' (Σ wₓ∇Cₓ / Σ wₓ), and the training cost the weighted mean.
+        decay_over : ``"data"`` (λ/N, Nielsen's) or ``"batch"``: λ over each mini-batch's m (or total
+            weight), scikit-learn's ``alpha``, with its term in the training cost taken at each step.
         shuffle, progress : a new order each epoch; a progress bar (None: when stderr is a terminal).
         eta_decay : the schedule η/(1 + eta_decay·(e − 1)) in epoch e (Nielsen, ch. 3); 0 keeps η.
         checkpoint, checkpoint_every, resume : a file rewritten every ``checkpoint_every`` epochs and after the last,
@@ -340,12 +346,14 @@ class Network:
     @np.errstate(over="ignore", invalid="ignore")  # outputs that overflow are reported below, by count
     def predict(self, X: Any) -> np.ndarray:
         """Predictions for rows of ``X``, as NumPy arrays: a classifier's labels ``(N,)`` as ints (the
-        most active output neuron; with one output, 1 where it is at least 0.5), a regression's
-        outputs ``(N, sizes[-1])``. Raises ``ValueError`` when an output is NaN or Inf, so that no
-        prediction is a guess."""
+        most active output neuron; with one output, 1 where it is at least 0.5), a multi-label
+        classifier's 0s and 1s ``(N, sizes[-1])``, a regression's outputs ``(N, sizes[-1])``.
+        Raises ``ValueError`` when an output is NaN or Inf, so that no prediction is a guess."""
         task = self._task()
         host = self._host_outputs(X, task)
-        return host[:, 0].astype(np.int64) if isinstance(task, tasks.Classification) else host
+        if isinstance(task, tasks.Classification):
+            return host[:, 0].astype(np.int64)
+        return host.astype(np.int64) if isinstance(task, tasks.MultiLabel) else host
 
     @_on_device
     @np.errstate(over="ignore", invalid="ignore")

@@ -117,6 +117,7 @@ class Run:
     mirror: bool = False
     image_height: int = 0  # the examples' shape as images, for shift and mirror (0: neither is on)
     image_width: int = 0
+    decay_over: str = "data"  # λ over the N examples ("data", Nielsen's) or over each mini-batch ("batch", scikit-learn's α)
 
     def eta_at(self, epoch: int, watch: stopping.Watch) -> float:
         """The learning rate of ``epoch`` (1-based): η/(1 + eta_decay·(epoch − 1)), halved as often as ``watch`` says."""
@@ -204,6 +205,7 @@ class Run:
             mirror,
             height,
             width,
+            _choice(settings["decay_over"], "decay_over", ("data", "batch")),
         )
 
 
@@ -234,14 +236,18 @@ class Data:
     validation: Held | None = None
 
     @classmethod
-    def checked(cls, model: Model, task: tasks.Task, X: Any, y: Any, validation_data: Any) -> Data:
+    def checked(cls, model: Model, task: tasks.Task, X: Any, y: Any, validation_data: Any, sample_weight: Any = None) -> Data:
         """``fit``'s data, each part validated and brought to the network's device."""
         if validation_data is not None and (not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         inputs, n_out = model.inputs, model.sizes[-1]
         try:
             X = inputs.rows(X, "X")
-            train = Held(X, task.targets(y, X.shape[0], n_out, "y", dtype=model.dtype, device=model.device))
+            targets = task.targets(y, X.shape[0], n_out, "y", dtype=model.dtype, device=model.device)
+            if sample_weight is not None:
+                weight = validation.sample_weight(sample_weight, X.shape[0], dtype=model.dtype, device=model.device)
+                targets = dataclasses.replace(targets, weight=weight)
+            train = Held(X, targets)
             if validation_data is None:
                 return cls(train)
             Xv = inputs.rows(validation_data[0], "validation_data[0]")
@@ -256,7 +262,8 @@ class Data:
 
     def fingerprints(self, xp: Any) -> Fingerprints:
         """Fingerprints of the data given; one host transfer."""
-        found = [validation.fingerprint(xp, self.train.X, self.train.targets.Y)]
+        weight = self.train.targets.weight
+        found = [validation.fingerprint(xp, self.train.X, self.train.targets.Y, *([] if weight is None else [weight[:, None]]))]
         if self.validation is not None:
             found.append(validation.fingerprint(xp, self.validation.X, self.validation.targets.Y))
         return Fingerprints(*backend.to_numpy(xp.stack(found)).tolist())
@@ -337,7 +344,7 @@ class Plan:
             task = (
                 tasks.get(config.task) if config.task is not None else tasks.infer(config.output_activation, config.sizes[-1], y)
             )
-            data = Data.checked(model, task, X, y, validation_data)
+            data = Data.checked(model, task, X, y, validation_data, settings["sample_weight"])
             optimizer = optimizers.get(settings["optimizer"], real(settings["momentum"], "momentum", 0.0, 1.0, high_open=True))
             run = Run.checked(*data.train.X.shape, task=task, using=optimizer, cost_eta=model.cost.eta, data=data, **settings)
             every = positive_int(settings["checkpoint_every"], "checkpoint_every")
@@ -360,6 +367,12 @@ def _patience(value: Any, name: str) -> int:
         if value is None or (isinstance(value, int) and not isinstance(value, bool) and value == 0)
         else positive_int(value, name)
     )
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def _shift(value: Any) -> int:

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import backend, validation
 
-__all__ = ["Classification", "Regression", "TASKS", "Targets", "Task", "get", "infer"]
+__all__ = ["Classification", "MultiLabel", "Regression", "TASKS", "Targets", "Task", "get", "infer"]
 
 _CLASSIFYING_OUTPUTS = ("sigmoid", "softmax")  # outputs in (0, 1), which a threshold or an argmax reads
 
@@ -38,15 +38,18 @@ class Targets:
     """Targets on the device: ``Y`` ``(n, n_out)`` in the network's dtype, what the output
     layer is trained towards; ``truth`` ``(n,)``, the labels a classifier is scored
     against (None for a regression, scored against Y); and for a regression ``origin``,
-    the first example's targets ``(n_out, 1)``, which its sums are taken relative to."""
+    the first example's targets ``(n_out, 1)``, which its sums are taken relative to. With
+    sample weights (training data only), ``weight`` ``(n,)`` holds them."""
 
     Y: Any
     truth: Any = None
     origin: Any = None
+    weight: Any = None
 
     def part(self, rows: slice) -> Targets:
         """The targets of ``rows`` (relative to the same origin)."""
-        return Targets(self.Y[rows], None if self.truth is None else self.truth[rows], self.origin)
+        truth, weight = (None if a is None else a[rows] for a in (self.truth, self.weight))
+        return Targets(self.Y[rows], truth, self.origin, weight)
 
 
 class Task:
@@ -135,6 +138,40 @@ class Classification(Task):
         return {"accuracy": totals[0] / n}
 
 
+class MultiLabel(Task):
+    """Several independent yes/no labels per example (targets of 0s and 1s, any number of
+    them 1): each output neuron predicts 1 where it is at least 0.5. Its accuracy is the
+    fraction of examples whose labels are all right (scikit-learn's subset accuracy)."""
+
+    name = "multilabel"
+    scores = ("accuracy",)
+    headline = "accuracy"
+
+    def targets(self, y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> Targets:
+        y = validation.real_array(y, name)
+        if y.ndim != 2:
+            raise ValueError(f"{name} must be label indicators of shape ({n}, {n_out}), got shape {y.shape}")
+        Y = validation.matrix(y, name, n_out, dtype=dtype, device=device, columns=False)
+        if Y.shape[0] != n:
+            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n} examples")
+        with backend.using(device):
+            if not bool(backend.to_numpy(((Y == 0) | (Y == 1)).all())):
+                raise ValueError(f"{name} must hold label indicators, 0 or 1, for a multi-label classifier")
+            return Targets(Y, Y.astype(np.int64))
+
+    def decide(self, a: Any) -> Any:
+        return (a >= 0.5).astype(np.int64)
+
+    def totals(self, a: Any, targets: Targets) -> Any:
+        return (self.decide(a) == targets.truth.T).all(axis=0).sum().reshape(1)
+
+    def width(self, n_out: int) -> int:
+        return 1
+
+    def score(self, totals: list[float], n: int) -> dict[str, float]:
+        return {"accuracy": totals[0] / n}
+
+
 class Regression(Task):
     name = "regression"
     scores = ("rmse", "r2")
@@ -179,7 +216,7 @@ class Regression(Task):
         return {"rmse": math.sqrt(sum(sse) / (n * k)), "r2": sum(r2) / k}
 
 
-TASKS: dict[str, type[Task]] = {"classification": Classification, "regression": Regression}
+TASKS: dict[str, type[Task]] = {"classification": Classification, "multilabel": MultiLabel, "regression": Regression}
 
 
 def get(name: Any) -> Task:
@@ -195,7 +232,9 @@ def infer(output_activation: str, n_out: int, y: Any = None) -> Task:
     - 1-D floats: class labels for several outputs; for one, a classification when the
       output is a sigmoid's and every value is a whole number, else a regression;
     - 2-D targets: a classification when the outputs are a softmax's, or a sigmoid's
-      and every target is 0 or 1; else a regression;
+      and every target is 0 or 1 with a single 1 in each row (one-hot; for one output,
+      0 or 1); a multi-label classification when those 0s and 1s are not one-hot; else a
+      regression;
     - no targets: a classification for sigmoid and softmax outputs, else a regression.
 
     Looking at the values costs one transfer of a flag for device data."""
@@ -211,6 +250,10 @@ def infer(output_activation: str, n_out: int, y: Any = None) -> Task:
         return Regression()
     xp = backend.get_array_module(y)
     with backend.using(backend.device_of(y)):
-        flag = (y == xp.floor(y)).all() if y.ndim == 1 else ((y == 0) | (y == 1)).all()
-        whole = bool(backend.to_numpy(flag))
-    return Classification() if whole else Regression()
+        if y.ndim == 1:
+            return Classification() if bool(backend.to_numpy((y == xp.floor(y)).all())) else Regression()
+        flags = xp.stack([((y == 0) | (y == 1)).all(), (y.sum(axis=1) == 1).all()])
+        zeros_and_ones, one_hot = backend.to_numpy(flags).tolist()
+    if not zeros_and_ones:
+        return Regression()
+    return Classification() if one_hot or y.shape[1] == 1 else MultiLabel()

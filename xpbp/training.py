@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,13 +39,29 @@ from .runs import DeviceMemoryError, DivergenceError, Held, History, Plan, State
 from .stopping import Watch
 from .workspace import Parameters, Workspace
 
-__all__ = ["Trainer"]
+__all__ = ["Batch", "Trainer"]
 
 log = logging.getLogger("xpbp.network")  # the logger users already listen to
+_TINY = 1e-300  # a floor for sums of sample weights, so that a mini-batch weighing nothing changes nothing
 
 
 # How many bytes of examples an epoch gathers at once, for the mini-batches of a block.
 _BLOCK_BYTES = 1 << 18
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A mini-batch of ``m`` examples: ``x`` and ``y`` as columns (in a data-parallel run, this
+    rank's contiguous share of them), their ``rows`` in the data (needed for dropout and
+    expansion; None in the data's own order), and with sample weights ``weight``, theirs
+    divided by the whole mini-batch's total, ``(1, share)``, and that ``total`` (0-d), on the device."""
+
+    m: int
+    x: Any
+    y: Any
+    rows: Any = None
+    weight: Any = None
+    total: Any = None
 
 
 class Trainer:
@@ -89,6 +106,7 @@ class Trainer:
             Expansion(run.image_height, run.image_width, run.shift, run.mirror, model.device) if run.expanding else None
         )
         self._mine = None  # the positions of this rank's examples in each epoch's order
+        self._term: Any = None  # with decay_over="batch", the epoch's regularisation term so far (on the device)
 
     @contextlib.contextmanager
     def _memory(self) -> Iterator[None]:
@@ -219,24 +237,34 @@ class Trainer:
                     self.watch.best,
                 )
 
-    def step(self, x: Any, y: Any, eta: float, m: int | None = None, rows: Any = None) -> Any:
-        """One update on a mini-batch of ``m`` examples (all the columns of ``x`` and ``y``,
-        or in a data-parallel run this rank's share of them), whose rows in the data are
-        ``rows`` (needed for dropout only); returns its output activations aᴸ from before
-        the update (a work buffer, valid until the next step).
+    def step(self, batch: Batch, eta: float) -> Any:
+        """One update on a mini-batch; returns its output activations aᴸ from before the
+        update (a work buffer, valid until the next step).
 
         θ, ∇C and the optimizer's state each lie in one buffer laid out alike, so each line
         of the update is one operation (or kernel) for the whole network."""
-        grad, factor = self.workspace.grad, self.optimizer.scale(eta)
-        scale = factor / (x.shape[1] if m is None else m)
-        masks = self.dropout.masks(self._keys, rows, self.workspace.masks(x.shape[1])) if self.dropout is not None else None
-        a = self.workspace.backprop(self.weights, self.biases, x, y, scale, masks)  # ∇C of the mean cost, times η for SGD
+        grad, factor, run = self.workspace.grad, self.optimizer.scale(eta), self.run
+        m = batch.x.shape[1]
+        masks = self.dropout.masks(self._keys, batch.rows, self.workspace.masks(m)) if self.dropout is not None else None
+        # ∇C of the mini-batch's (weighted) mean cost, times η for SGD
+        scale = factor / batch.m if batch.weight is None else factor
+        a = self.workspace.backprop(self.weights, self.biases, batch.x, batch.y, scale, masks, batch.weight)
         if self.group is not None:
             self.group.allreduce(grad)  # the sum of the ranks' shares: the whole mini-batch's
         if self.penalty is not None:
-            self.penalty.add(self._grad_w, self._theta_w, factor * self.run.decay, self._scratch)  # + (λ/N) w for L2
+            decay = self._decay(batch)
+            self.penalty.add(self._grad_w, self._theta_w, factor * decay, self._scratch)  # + (λ/N) w for L2
+            if run.decay_over == "batch":  # the term as scikit-learn counts it: each mini-batch's, before its step
+                self._term = self._term + self.penalty.cost(self.weights, decay) * batch.m
         self.optimizer.update(self.theta, grad, eta)
         return a
+
+    def _decay(self, batch: Batch) -> Any:
+        """λ over the data's N examples (Nielsen's), or over the mini-batch (its m, or its
+        total sample weight: scikit-learn's α)."""
+        if self.run.decay_over == "data":
+            return self.run.decay
+        return self.run.lmbda / batch.m if batch.total is None else self.run.lmbda / self.xp.maximum(batch.total, _TINY)
 
     def epoch(self, epoch: int) -> None:
         """One pass over the data, then its statistics in one host transfer (and, in a
@@ -261,17 +289,17 @@ class Trainer:
             leave=False,
             disable=not (self.execution.progress and self.speaks),
         ) as bar:
-            for m, x, y, rows in self._batches(order):
-                outputs[:, k : k + x.shape[1]] = self.step(x, y, eta, m, rows)
-                k += x.shape[1]
-                bar.update(m)
-        Y = self.data.train.targets.Y
-        targets = Y if mine is None else Y.take(mine, axis=0)
+            self._term = xp.zeros((), dtype=model.dtype)
+            for batch in self._batches(order):
+                outputs[:, k : k + batch.x.shape[1]] = self.step(batch, eta)
+                k += batch.x.shape[1]
+                bar.update(batch.m)
         # The training cost in one pass at the end, not a handful of calls per step; then
         # whether every parameter and output is still finite.
-        stats = [model.cost.fn(outputs, targets.T).sum() / run.examples, self._finite(outputs)]
+        stats = [self._training_cost(outputs, mine), self._finite(outputs)]
         if self.penalty is not None:
-            stats.append(self.penalty.cost(self.weights, run.decay))
+            term = self.penalty.cost(self.weights, run.decay) if run.decay_over == "data" else self._term / run.examples
+            stats.append(term)
         parts = [xp.stack(stats)]
         if self.validation is not None:
             parts.append(self._held_out(self.validation))
@@ -281,6 +309,17 @@ class Trainer:
             self._diverged(epoch, snapshot)
         self.epochs_trained += 1
         self._record(epoch, values, seconds)
+
+    def _training_cost(self, outputs: Any, mine: Any) -> Any:
+        """The mean cost of the epoch's outputs against their targets (weighted by the
+        sample weights, when there are some), on the device."""
+        targets = self.data.train.targets
+        Y = targets.Y if mine is None else targets.Y.take(mine, axis=0)
+        costs = self.model.cost.fn(outputs, Y.T)
+        if targets.weight is None:
+            return costs.sum() / self.run.examples
+        w = targets.weight if mine is None else targets.weight.take(mine)
+        return (costs * w).sum() / self.xp.maximum(w.sum(), _TINY)
 
     def _finite(self, a: Any) -> Any:
         """1 when θ and ``a`` hold no NaN or Inf, else 0: on the device, in the network's dtype."""
@@ -362,22 +401,21 @@ class Trainer:
             order = order if rows is None else rows[order]
         return backend.to_device(order, self.model.device)
 
-    def _batches(self, order: Any) -> Iterator[tuple[int, Any, Any, Any]]:
-        """``(m, x, y, rows)`` for each mini-batch in ``order``: its size, its examples as
-        columns (in a data-parallel run, this rank's contiguous share of them) and their
-        rows in the data (None without an order). They are gathered as needed, a block of
-        mini-batches at a time (fewer calls for small ones, and hot in cache for their
-        steps), so that the data set is never copied whole."""
+    def _batches(self, order: Any) -> Iterator[Batch]:
+        """Each mini-batch in ``order``. They are gathered as needed, a block of mini-batches
+        at a time (fewer calls for small ones, and hot in cache for their steps), so that the
+        data set is never copied whole."""
         X, Y, m, n = self.data.train.X, self.data.train.targets.Y, self.run.batch_size, self.run.examples
         if order is None or self.group is not None:
             for k in range(0, n, m):
                 size = min(m, n - k)
                 lo, hi = (0, size) if self.group is None else self.group.slice(size)
                 if order is None:
-                    yield size, X[k + lo : k + hi].T, Y[k + lo : k + hi].T, None
+                    yield self._weighed(Batch(size, X[k + lo : k + hi].T, Y[k + lo : k + hi].T), slice(k, k + size), lo, hi)
                 else:
                     index = order[k + lo : k + hi]
-                    yield size, self._moved(index, X.take(index, axis=0)).T, Y.take(index, axis=0).T, index
+                    x = self._moved(index, X.take(index, axis=0)).T
+                    yield self._weighed(Batch(size, x, Y.take(index, axis=0).T, index), order[k : k + size], lo, hi)
             return
         block = m * max(1, _BLOCK_BYTES // (m * X.shape[1] * X.itemsize))
         for start in range(0, n, block):
@@ -385,7 +423,20 @@ class Trainer:
             Xb, Yb = X.take(index, axis=0), Y.take(index, axis=0)
             for k in range(0, Xb.shape[0], m):
                 rows = index[k : k + m]
-                yield min(m, Xb.shape[0] - k), self._moved(rows, Xb[k : k + m]).T, Yb[k : k + m].T, rows
+                batch = Batch(min(m, Xb.shape[0] - k), self._moved(rows, Xb[k : k + m]).T, Yb[k : k + m].T, rows)
+                yield self._weighed(batch, rows, 0, rows.shape[0])
+
+    def _weighed(self, batch: Batch, rows: Any, lo: int, hi: int) -> Batch:
+        """``batch`` with its sample weights, when the run has some: those of the whole
+        mini-batch's ``rows`` (an index or a slice of the data) sum to its total, and this
+        process's share is ``[lo, hi)`` of them."""
+        weight = self.data.train.targets.weight
+        if weight is None:
+            return batch
+        w = weight[rows] if isinstance(rows, slice) else weight.take(rows)
+        total = w.sum()
+        share = (w[lo:hi] / self.xp.maximum(total, _TINY)).reshape(1, -1)
+        return dataclasses.replace(batch, weight=share, total=total)
 
     def _moved(self, rows: Any, X: Any) -> Any:
         """The examples ``X`` (rows ``rows`` of the data), shifted and mirrored when the run expands its data."""
@@ -397,9 +448,9 @@ class Trainer:
         and raise :class:`DivergenceError` (on every rank, at the same mini-batch)."""
         self._put(snapshot)
         batches, eta = -(-self.run.examples // self.run.batch_size), self.run.eta_at(epoch, self.watch)
-        for index, (m, x, y, rows) in enumerate(self._batches(self._order()), start=1):
+        for index, batch in enumerate(self._batches(self._order()), start=1):
             before = self._snapshot()
-            a = self.step(x, y, eta, m, rows)
+            a = self.step(batch, eta)
             if min(self._gathered(float(backend.to_numpy(self._finite(a))))) != 1.0:
                 self._put(before)
                 where = f"mini-batch {index} of {batches}"

@@ -29,6 +29,7 @@ __all__ = [
     "real",
     "real_array",
     "replacements",
+    "sample_weight",
     "seed",
 ]
 
@@ -126,6 +127,23 @@ def labels(y: Any, name: str) -> Any:
         f"{name} must hold integer class labels, got dtype {y.dtype} with values that are not whole numbers "
         "(for continuous targets, a regression, give the network task='regression')"
     )
+
+
+def sample_weight(w: Any, n: int, *, dtype: np.dtype, device: str) -> Any:
+    """Sample weights: ``(n,)``, finite, none negative, not all 0; on ``device`` in ``dtype``."""
+    w = real_array(w, "sample_weight")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per example, got shape {w.shape}")
+    source = backend.device_of(w)
+    with backend.using(source):
+        xp = backend.get_array_module(w)
+        w = w.astype(dtype, copy=False)
+        finite, lowest, total = backend.to_numpy(xp.stack([xp.isfinite(w).all().astype(dtype), w.min(), w.sum()])).tolist()
+    if not finite:
+        raise ValueError("sample_weight contains NaN or Inf")
+    if lowest < 0 or total <= 0:
+        raise ValueError("sample_weight must be >= 0 and not all 0")
+    return backend.to_device(w, device)
 
 
 def replacements(arrays: list[Any], views: list[Any], names: list[str], *, dtype: np.dtype, device: str) -> dict[int, Any]:

@@ -154,7 +154,14 @@ class Workspace:
         return [layer.mask for layer in layers[:-1]]
 
     def backprop(
-        self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float, masks: list[Any] | None = None
+        self,
+        weights: list[Any],
+        biases: list[Any],
+        x: Any,
+        y: Any,
+        scale: float,
+        masks: list[Any] | None = None,
+        weight: Any = None,
     ) -> Any:
         """BP1–BP4 over the m columns of ``x`` and ``y``, for the gradient of the summed
         cost times ``scale`` (1/m gives the mean cost's; the training step folds η in too),
@@ -162,9 +169,12 @@ class Workspace:
 
         With ``masks`` (one per hidden layer, from :meth:`masks`), each hidden activation is
         multiplied by its mask after σ, and BP2's δ by the same mask: the gradient of the
-        thinned network."""
+        thinned network.
+
+        With ``weight`` (``(1, m)``, each example's weight), δᴸ of each example is multiplied
+        by its weight too: the gradient of the weighted sum of the costs, times ``scale``."""
         if masks is not None:
-            return self._dropped(weights, biases, x, y, scale, masks)
+            return self._dropped(weights, biases, x, y, scale, masks, weight)
         matmul, layers = self.xp.matmul, self._batch(x.shape[1])
         # Feedforward, storing every z and every activation, layer by layer.
         activations = [x]
@@ -176,6 +186,8 @@ class Workspace:
         last = layers[-1]
         delta = self.cost.delta(last.z, activations[-1], y, last.sigma, out=last.delta)  # BP1
         delta *= scale
+        if weight is not None:
+            delta *= weight
         for l in range(len(layers) - 1, -1, -1):
             layer = layers[l]
             if layer is not last:
@@ -186,7 +198,7 @@ class Workspace:
             matmul(delta, activations[l].T, out=layer.nabla_w)  # BP4
         return activations[-1]
 
-    def _dropped(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float, masks: list[Any]) -> Any:
+    def _dropped(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float, masks: list[Any], weight: Any) -> Any:
         """:meth:`backprop` with dropout. σ′(zˡ) is taken in the forward pass, from σ(zˡ)
         before the mask thins it, and written over zˡ; the output layer has no mask and
         keeps its z for BP1."""
@@ -203,6 +215,8 @@ class Workspace:
         last = layers[-1]
         delta = self.cost.delta(last.z, activations[-1], y, last.sigma, out=last.delta)  # BP1
         delta *= scale
+        if weight is not None:
+            delta *= weight
         for l in range(len(layers) - 1, -1, -1):
             layer = layers[l]
             if layer is not last:
