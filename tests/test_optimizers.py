@@ -230,7 +230,7 @@ def test_l2_over_the_batch_is_scikit_learns_alpha(device):
         nabla_b, nabla_w = nielsen_backprop(w, b, names, "quadratic", X[k : k + m].T, Y[k : k + m].T)
         w = [p - eta * (g + lmbda / size * p) for p, g in zip(w, nabla_w)]
         b = [p - eta * g for p, g in zip(b, nabla_b)]
-    history = net.fit(X, y, epochs=1, batch_size=m, eta=eta, lmbda=lmbda, decay_over="batch", shuffle=False, progress=False)
+    net.fit(X, y, epochs=1, batch_size=m, eta=eta, lmbda=lmbda, decay_over="batch", shuffle=False, progress=False)
     for got, want in zip(host(net), w + b):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     still = xpbp.Network(SIZES, dtype="float64", device="cpu", seed=6)
