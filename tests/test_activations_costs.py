@@ -82,3 +82,31 @@ def test_logarithms_are_guarded_at_the_smallest_normal_number():
     a = np.array([[1e-10]], dtype=np.float32)
     assert costs.get("cross_entropy").fn(a, np.ones_like(a))[0] == pytest.approx(-np.log(1e-10), rel=1e-6)
     assert costs.get("log_likelihood").fn(a, np.ones_like(a))[0] == pytest.approx(-np.log(1e-10), rel=1e-6)
+
+
+def test_exp_output_and_its_derivative(device, rng):
+    z = rng.standard_normal((3, 5)) * 2
+    exp = activations.get("exp")
+    np.testing.assert_allclose(to_numpy(exp.fn(to_device(z, device))), np.exp(z), rtol=1e-15)
+    np.testing.assert_allclose(to_numpy(exp.prime(to_device(z, device))), np.exp(z), rtol=1e-15)
+    a = exp.fn(to_device(z, device))
+    np.testing.assert_allclose(to_numpy(exp.prime(None, a)), np.exp(z), rtol=1e-15)
+
+
+def test_poisson_cost_is_half_scikit_learns_deviance_and_delta_is_bp1(device, rng):
+    from sklearn.metrics import mean_poisson_deviance
+
+    a = rng.uniform(0.2, 3.0, (1, 40))
+    y = rng.poisson(1.5, (1, 40)).astype(float)  # zeros included
+    cost = costs.get("poisson")
+    per_example = to_numpy(cost.fn(to_device(a, device), to_device(y, device)))
+    np.testing.assert_allclose(per_example.mean(), mean_poisson_deviance(y[0], a[0]) / 2, rtol=1e-13)
+    z = np.log(a)
+    exp = activations.get("exp")
+    bp1 = to_numpy(cost.prime(to_device(a, device), to_device(y, device))) * a  # ∇ₐC ⊙ σ′(z)
+    delta = to_numpy(cost.delta(to_device(z, device), to_device(a, device), to_device(y, device), exp))
+    np.testing.assert_allclose(delta, bp1, rtol=1e-12, atol=1e-15)
+    eps = 1e-6  # and ∇ₐC is the derivative of C
+    numeric = (to_numpy(cost.fn(to_device(a + eps, device), to_device(y, device)))
+               - to_numpy(cost.fn(to_device(a - eps, device), to_device(y, device)))) / (2 * eps)
+    np.testing.assert_allclose(to_numpy(cost.prime(to_device(a, device), to_device(y, device)))[0], numeric, rtol=1e-6)

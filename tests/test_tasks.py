@@ -147,3 +147,39 @@ def test_scikit_learns_squared_error_reports_the_mean_over_outputs_and_trains_as
     for a, b in zip(*(n.backprop(x, y)[0] + n.backprop(x, y)[1] for n in nets)):
         assert np.array_equal(a, b)
     assert nets[1].cost(x, y) == pytest.approx(nets[0].cost(x, y) / 3, rel=1e-15)
+
+
+def test_outputs_and_probabilities_are_the_output_layer_as_rows(device):
+    X, y = cancer()
+    one = xpbp.Network([30, 8, 1], output_activation="sigmoid", cost="cross_entropy", device=device, seed=0)
+    one.fit(X, y, epochs=2, batch_size=20, eta=0.5, progress=False)
+    a = to_numpy(one.feedforward(X.T)).T
+    np.testing.assert_allclose(one.outputs(X), a, rtol=1e-6)
+    proba = one.predict_proba(X)
+    np.testing.assert_allclose(proba, np.hstack([1 - a, a]), rtol=1e-6)
+    assert np.array_equal(proba.argmax(axis=1), one.predict(X))
+    two = xpbp.Network([30, 8, 2], output_activation="softmax", cost="log_likelihood", device=device, seed=0)
+    two.fit(X, y, epochs=2, batch_size=20, progress=False)
+    np.testing.assert_allclose(two.predict_proba(X).sum(axis=1), 1, rtol=1e-6)
+    regression = xpbp.Network([30, 8, 1], output_activation="identity", device=device, seed=0, task="regression")
+    with pytest.raises(ValueError, match="regression"):
+        regression.predict_proba(X)
+    assert regression.outputs(X).shape == (len(X), 1)
+
+
+def test_the_trainers_full_batch_gradient_is_backprops_plus_the_l2_term(device, rng):
+    """Trainer.gradient (what L-BFGS calls) against Network.backprop over the whole data."""
+    X, y = cancer()
+    net = xpbp.Network([30, 6, 2], output_activation="softmax", cost="log_likelihood", dtype="float64", device=device, seed=3)
+    trainer = net.trainer(X.astype(np.float64), y, batch_size=len(X), lmbda=0.5, decay_over="batch", progress=False)
+    with xpbp.backend.using(net.device), trainer.running():
+        cost, grad = trainer.gradient()
+        cost, grad = float(to_numpy(cost)), to_numpy(grad).copy()
+    nabla_b, nabla_w = net.backprop(X.T.astype(np.float64), np.eye(2)[y].T)
+    w = [to_numpy(x) for x in net.weights]
+    l2 = [to_numpy(g) + 0.5 / len(X) * wl for g, wl in zip(nabla_w, w)]  # scikit-learn's α/N · w
+    want = np.concatenate([g.ravel() for g in (*l2, *map(to_numpy, nabla_b))])  # θ's layout: each w, then each b
+    np.testing.assert_allclose(grad, want, rtol=1e-10, atol=1e-14)
+    a = to_numpy(net.feedforward(X.T.astype(np.float64)))
+    data = -np.log(a[y, np.arange(len(y))]).mean()
+    assert cost == pytest.approx(data + 0.5 / (2 * len(X)) * sum((wl**2).sum() for wl in w), rel=1e-12)

@@ -335,3 +335,19 @@ def test_blas_threads_follow_the_size_of_the_step(rng, monkeypatch):
     net.fit(X, y, epochs=1, progress=False)
     net.fit(X, y, epochs=1, threads=2, progress=False)
     assert limits == [1, None, 2]
+
+
+def test_an_epoch_in_a_callers_order_and_eta_trains_as_that_order_would(device, rng):
+    """Trainer.epoch(order=, eta=) (what xpbp.sklearn drives) equals a fit on the rows in
+    that order without shuffling, at that η."""
+    X = rng.standard_normal((60, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    order = rng.permutation(60)
+    net = xpbp.Network([5, 7, 3], device=device, seed=4)
+    trainer = net.trainer(X, y, batch_size=8, eta=3.0, shuffle=False, progress=False)
+    with xpbp.backend.using(net.device), trainer.running():
+        trainer.epoch(1, order=order, eta=0.25)
+    other = xpbp.Network([5, 7, 3], device=device, seed=4)
+    other.fit(X[order], y[order], epochs=1, batch_size=8, eta=0.25, shuffle=False, progress=False)
+    for mine, theirs in zip([*net.weights, *net.biases], [*other.weights, *other.biases]):
+        np.testing.assert_array_equal(xpbp.to_numpy(mine), xpbp.to_numpy(theirs))

@@ -12,7 +12,7 @@ import numpy as np
 
 from .backend import fuse, get_array_module
 
-__all__ = ["Activation", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh", "get", "hidden"]
+__all__ = ["Activation", "Exp", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh", "get", "hidden"]
 
 
 class Activation:
@@ -129,6 +129,28 @@ class Identity(Activation):
         return out
 
 
+class Exp(Activation):
+    """e^z, the output of scikit-learn's Poisson regression (a rate, always > 0); σ′ = σ.
+    For an output layer (``cost="poisson"``); it overflows to ∞ past z ≈ 88 in float32."""
+
+    name = "exp"
+
+    @np.errstate(over="ignore")
+    def fn(self, z: Any, out: Any = None) -> Any:
+        return get_array_module(z).exp(z, out=out)
+
+    def into(self, z: Any, out: Any) -> Any:
+        return get_array_module(z).exp(z, out=out)
+
+    def prime(self, z: Any, a: Any = None, out: Any = None) -> Any:
+        if a is None:
+            return self.fn(z, out=out)
+        if out is None:
+            return a.copy()
+        out[...] = a
+        return out
+
+
 class Softmax(Activation):
     """aⱼ = e^{zⱼ} / Σₖ e^{zₖ} over each column, shifted by the column's maximum.
 
@@ -147,7 +169,7 @@ class Softmax(Activation):
         return e
 
 
-_ACTIVATIONS = {cls.name: cls for cls in (Sigmoid, Tanh, ReLU, Identity, Softmax)}
+_ACTIVATIONS = {cls.name: cls for cls in (Sigmoid, Tanh, ReLU, Identity, Exp, Softmax)}
 HIDDEN = ("sigmoid", "tanh", "relu", "identity")
 
 

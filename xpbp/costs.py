@@ -18,7 +18,7 @@ from typing import Any
 from .activations import Activation
 from .backend import get_array_module
 
-__all__ = ["NAMES", "Cost", "CrossEntropyCost", "LogLikelihoodCost", "QuadraticCost", "SquaredErrorCost", "get"]
+__all__ = ["NAMES", "Cost", "CrossEntropyCost", "LogLikelihoodCost", "PoissonCost", "QuadraticCost", "SquaredErrorCost", "get"]
 
 
 def _log(a: Any) -> Any:
@@ -119,7 +119,29 @@ class LogLikelihoodCost(Cost):
         return get_array_module(a).subtract(a, y, out=out)
 
 
-_COSTS = {cls.name: cls for cls in (QuadraticCost, SquaredErrorCost, CrossEntropyCost, LogLikelihoodCost)}
+class PoissonCost(Cost):
+    """Half the Poisson deviance, Cₓ = Σⱼ [yⱼ ln(yⱼ/aⱼ) − yⱼ + aⱼ], for counts y ≥ 0 and an
+    exponential output layer (a = eᶻ > 0): scikit-learn's ``MLPRegressor(loss="poisson")``."""
+
+    name = "poisson"
+    requires = "exp"
+    eta = 0.001
+
+    def fn(self, a: Any, y: Any) -> Any:
+        xp = get_array_module(a)
+        ratio = xp.where(y == 0, 1, y) / xp.maximum(a, xp.finfo(a.dtype).tiny)
+        return (_xlog(y, ratio) - y + a).sum(axis=0)
+
+    def prime(self, a: Any, y: Any, out: Any = None) -> Any:
+        xp = get_array_module(a)
+        return xp.subtract(1, y / a, out=out)
+
+    def delta(self, z: Any, a: Any, y: Any, activation: Activation, out: Any = None) -> Any:
+        # BP1 with σ′(z) = eᶻ = a cancelling the denominator of ∇ₐC = 1 − y/a.
+        return get_array_module(a).subtract(a, y, out=out)
+
+
+_COSTS = {cls.name: cls for cls in (QuadraticCost, SquaredErrorCost, CrossEntropyCost, LogLikelihoodCost, PoissonCost)}
 NAMES = tuple(_COSTS)
 
 

@@ -357,6 +357,27 @@ class Network:
 
     @_on_device
     @np.errstate(over="ignore", invalid="ignore")
+    def outputs(self, X: Any) -> np.ndarray:
+        """The output activations for rows of ``X``, as NumPy rows ``(N, sizes[-1])`` in the
+        network's dtype, computed on the device a chunk of rows at a time; ``ValueError``
+        when one is NaN or Inf."""
+        return self._host_outputs(X, tasks.Regression())  # a regression's decision is the outputs themselves
+
+    @_on_device
+    @np.errstate(over="ignore", invalid="ignore")
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """A classifier's probabilities for rows of ``X``, as NumPy rows: with several outputs, the
+        output activations (a softmax's are class probabilities; a sigmoid's are each label's, for
+        a multi-label classifier); with one output p, the rows [1 − p, p]. Raises ``ValueError``
+        for a regression, and when an output is NaN or Inf."""
+        task = self._task()
+        if isinstance(task, tasks.Regression):
+            raise ValueError("predict_proba is for classifiers: this network is a regression (use predict)")
+        p = self.outputs(X)
+        return np.hstack([1 - p, p]) if p.shape[1] == 1 else p
+
+    @_on_device
+    @np.errstate(over="ignore", invalid="ignore")
     def metrics(self, X: Any, y: Any) -> dict[str, float]:
         """The mean cost of rows of ``X`` against ``y`` and the task's scores: ``accuracy`` for a
         classifier, ``rmse`` and ``r2`` for a regression. Raises ``ValueError`` when an output is

@@ -6,9 +6,9 @@ fused operation over the whole network: one kernel on a GPU, a few ufuncs in pla
 the CPU, nothing allocated per step.
 
 An optimizer owns its state: the buffers (``slots``, each laid out like θ), allocated by
-:meth:`Optimizer.start` and kept from one ``fit`` to the next for the same θ, so that an
-instance passed to several fits goes on where the last one stopped (as a PyTorch
-optimizer does); a fresh instance, or a name, starts from zero. Checkpoints save
+:meth:`Optimizer.start` and kept from one ``fit`` to the next, so that an instance passed
+to several fits goes on where the last one stopped (as a PyTorch optimizer does); a fresh
+instance, or a name, starts from zero. Checkpoints save
 :meth:`Optimizer.spec` (its settings) and :meth:`Optimizer.state` (its step count and
 buffers).
 
@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .backend import fuse, get_array_module
+from .backend import device_of, fuse, get_array_module
 from .validation import real
 
 __all__ = ["NAMES", "OPTIMIZERS", "SGD", "Adam", "Optimizer", "Spec", "get"]
@@ -61,7 +61,7 @@ class Optimizer:
         self.step = 0  # updates made, for Adam's bias correction
         self.buffers: list[Any] = []
         self.scratch: Any = None
-        self._theta: Any = None  # the θ the buffers belong to
+        self._started = False
 
     @property
     def slots(self) -> tuple[str, ...]:
@@ -84,14 +84,22 @@ class Optimizer:
         raise NotImplementedError
 
     def start(self, theta: Any) -> None:
-        """Allocate zero state buffers laid out like ``theta`` (on its device, which must be
-        current), unless they already belong to that very θ: then go on from them."""
-        if self._theta is theta:
+        """Go on from the state buffers, when there are some that fit ``theta`` (its size,
+        dtype and device); else allocate zero ones laid out like it (on its device, which
+        must be current) and count the steps from 0."""
+        if self._fits(theta):
             return
         xp = get_array_module(theta)
         self.buffers = [xp.zeros_like(theta) for _ in self.slots]
         self.scratch = xp.empty_like(theta) if self.scratch_needed else None
-        self._theta, self.step = theta, 0
+        self.step = 0
+        self._started = True
+
+    def _fits(self, theta: Any) -> bool:
+        if not self._started:
+            return False
+        ours = [*self.buffers, *([self.scratch] if self.scratch is not None else [])]
+        return all(b.shape == theta.shape and b.dtype == theta.dtype and device_of(b) == device_of(theta) for b in ours)
 
     def state(self) -> tuple[int, list[Any]]:
         """The step count and the state buffers (on the device), in ``slots`` order."""
@@ -138,7 +146,7 @@ class SGD(Optimizer):
 
     def __init__(self, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__()
-        self.momentum = real(momentum, "momentum", 0.0, 1.0, high_open=True)
+        self.momentum = real(momentum, "momentum", 0.0, 1.0)  # 1 allowed, as scikit-learn allows it
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
         if nesterov and self.momentum == 0:

@@ -180,11 +180,7 @@ class Trainer:
         done = checkpoints.start(self) if checkpoints is not None else 0
         if self.run.validation_fraction:
             self._carve()
-        with (
-            self._memory(),
-            np.errstate(over="ignore", invalid="ignore"),
-            threads.limit(self.model.device, self.execution.threads),
-        ):
+        with self.running():
             for epoch in range(done + 1, self.run.epochs + 1):
                 if self.finished:
                     break
@@ -193,6 +189,18 @@ class Trainer:
                 if checkpoints is not None:
                     checkpoints.after(self, epoch)
         return self.history
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """What every epoch runs under: the device's memory errors made :class:`DeviceMemoryError`,
+        NumPy's overflow warnings left to the divergence check, and the run's BLAS threads.
+        For callers that run :meth:`epoch` themselves."""
+        with (
+            self._memory(),
+            np.errstate(over="ignore", invalid="ignore"),
+            threads.limit(self.model.device, self.execution.threads),
+        ):
+            yield
 
     def _carve(self) -> None:
         """Hold out the validation split, from the seed (rank 0's, or the checkpoint's)."""
@@ -259,6 +267,22 @@ class Trainer:
         self.optimizer.update(self.theta, grad, eta)
         return a
 
+    def gradient(self) -> tuple[Any, Any]:
+        """The whole training data's mean (weighted) cost, with the regularisation term, and
+        its gradient: a 0-d array and the flat ∇C buffer (valid until the next call), on the
+        device; nothing is updated. For full-batch optimizers (:mod:`xpbp.lbfgs`)."""
+        batch = next(self._batches(None))
+        if batch.m != self.run.examples:
+            raise ValueError(f"gradient() takes the whole data at once: batch_size must be N ({self.run.examples})")
+        scale = 1.0 / batch.m if batch.weight is None else 1.0
+        a = self.workspace.backprop(self.weights, self.biases, batch.x, batch.y, scale, None, batch.weight)
+        cost = self._training_cost(a, None)
+        if self.penalty is not None:
+            decay = self._decay(batch)
+            self.penalty.add(self._grad_w, self._theta_w, decay, self._scratch)
+            cost = cost + self.penalty.cost(self.weights, decay)
+        return cost, self.workspace.grad
+
     def _decay(self, batch: Batch) -> Any:
         """λ over the data's N examples (Nielsen's), or over the mini-batch (its m, or its
         total sample weight: scikit-learn's α)."""
@@ -266,14 +290,16 @@ class Trainer:
             return self.run.decay
         return self.run.lmbda / batch.m if batch.total is None else self.run.lmbda / self.xp.maximum(batch.total, _TINY)
 
-    def epoch(self, epoch: int) -> None:
+    def epoch(self, epoch: int, *, order: Any = None, eta: float | None = None) -> None:
         """One pass over the data, then its statistics in one host transfer (and, in a
-        data-parallel run, one small collective)."""
+        data-parallel run, one small collective). A caller that draws the order of the
+        examples and sets η itself (:mod:`xpbp.sklearn`) passes ``order``, a permutation of
+        the training rows on the host, and ``eta``; by default they are the run's."""
         model, run, xp = self.model, self.run, self.xp
-        eta = run.eta_at(epoch, self.watch)
+        eta = run.eta_at(epoch, self.watch) if eta is None else eta
         start = time.perf_counter()
         snapshot = self._snapshot()  # the last finite state, should this epoch diverge
-        order = self._order()
+        order = self._order() if order is None else backend.to_device(np.asarray(order, dtype=np.int64), model.device)
         if self.dropout is not None:
             self._keys = self.dropout.keys(self.seed, self.epochs_trained)  # this epoch's
         if self.expansion is not None:
