@@ -351,3 +351,15 @@ def test_an_epoch_in_a_callers_order_and_eta_trains_as_that_order_would(device, 
     other.fit(X[order], y[order], epochs=1, batch_size=8, eta=0.25, shuffle=False, progress=False)
     for mine, theirs in zip([*net.weights, *net.biases], [*other.weights, *other.biases]):
         np.testing.assert_array_equal(xpbp.to_numpy(mine), xpbp.to_numpy(theirs))
+
+
+def test_a_diverging_epoch_in_a_callers_order_is_replayed_in_that_order(rng):
+    """The replay that pins down the mini-batch that diverged runs the caller's order and η."""
+    X = rng.standard_normal((40, 3)).astype(np.float32)
+    X[0] = 3e38  # row 0 overflows the weighted sums
+    y = rng.integers(0, 2, 40)
+    order = np.roll(np.arange(40), 25)  # row 0 trained 26th: in mini-batch 3 of 4
+    net = xpbp.Network([3, 4, 2], activation="relu", output_activation="identity", device="cpu", seed=0)
+    trainer = net.trainer(X, y, batch_size=10, eta=3.0, shuffle=False, progress=False)
+    with xpbp.backend.using(net.device), trainer.running(), pytest.raises(xpbp.DivergenceError, match="mini-batch 3 of 4"):
+        trainer.epoch(1, order=order, eta=0.5)

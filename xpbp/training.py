@@ -332,7 +332,7 @@ class Trainer:
         values = backend.to_numpy(xp.concatenate(parts)).tolist()  # the epoch's one host synchronisation
         values, seconds = self._combine(values, time.perf_counter() - start)
         if values[1] != 1.0:
-            self._diverged(epoch, snapshot)
+            self._diverged(epoch, snapshot, order, eta)
         self.epochs_trained += 1
         self._record(epoch, values, seconds)
 
@@ -468,13 +468,13 @@ class Trainer:
         """The examples ``X`` (rows ``rows`` of the data), shifted and mirrored when the run expands its data."""
         return X if self.expansion is None else self.expansion.apply(self._moves, rows, X)
 
-    def _diverged(self, epoch: int, snapshot: tuple[list[Any], int]) -> None:
-        """Replay the epoch from its snapshot, checking after every mini-batch, to find the
+    def _diverged(self, epoch: int, snapshot: tuple[list[Any], int], order: Any, eta: float) -> None:
+        """Replay the epoch (in its ``order``, at its ``eta``) from its snapshot, checking after every mini-batch, to find the
         first one that produced a NaN or Inf; leave the parameters as they were before it
         and raise :class:`DivergenceError` (on every rank, at the same mini-batch)."""
         self._put(snapshot)
-        batches, eta = -(-self.run.examples // self.run.batch_size), self.run.eta_at(epoch, self.watch)
-        for index, batch in enumerate(self._batches(self._order()), start=1):
+        batches = -(-self.run.examples // self.run.batch_size)
+        for index, batch in enumerate(self._batches(order), start=1):
             before = self._snapshot()
             a = self.step(batch, eta)
             if min(self._gathered(float(backend.to_numpy(self._finite(a))))) != 1.0:
