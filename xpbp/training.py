@@ -25,8 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -49,12 +48,12 @@ _TINY = 1e-300  # a floor for sums of sample weights, so that a mini-batch weigh
 _BLOCK_BYTES = 1 << 18
 
 
-@dataclass(frozen=True)
-class Batch:
+class Batch(NamedTuple):
     """A mini-batch of ``m`` examples: ``x`` and ``y`` as columns (in a data-parallel run, this
     rank's contiguous share of them), their ``rows`` in the data (needed for dropout and
     expansion; None in the data's own order), and with sample weights ``weight``, theirs
-    divided by the whole mini-batch's total, ``(1, share)``, and that ``total`` (0-d), on the device."""
+    divided by the whole mini-batch's total, ``(1, share)``, and that ``total`` (0-d), on the device.
+    A named tuple rather than a frozen dataclass: one is made per step, and it is made in a third of the time."""
 
     m: int
     x: Any
@@ -444,12 +443,16 @@ class Trainer:
                     yield self._weighed(Batch(size, x, Y.take(index, axis=0).T, index), order[k : k + size], lo, hi)
             return
         block = m * max(1, _BLOCK_BYTES // (m * X.shape[1] * X.itemsize))
+        plain = self.expansion is None and self.data.train.targets.weight is None  # the step's fast path
         for start in range(0, n, block):
             index = order[start : start + block]
             Xb, Yb = X.take(index, axis=0), Y.take(index, axis=0)
             for k in range(0, Xb.shape[0], m):
                 rows = index[k : k + m]
-                batch = Batch(min(m, Xb.shape[0] - k), self._moved(rows, Xb[k : k + m]).T, Yb[k : k + m].T, rows)
+                if plain:
+                    yield Batch(rows.shape[0], Xb[k : k + m].T, Yb[k : k + m].T, rows)
+                    continue
+                batch = Batch(rows.shape[0], self._moved(rows, Xb[k : k + m]).T, Yb[k : k + m].T, rows)
                 yield self._weighed(batch, rows, 0, rows.shape[0])
 
     def _weighed(self, batch: Batch, rows: Any, lo: int, hi: int) -> Batch:
@@ -462,7 +465,7 @@ class Trainer:
         w = weight[rows] if isinstance(rows, slice) else weight.take(rows)
         total = w.sum()
         share = (w[lo:hi] / self.xp.maximum(total, _TINY)).reshape(1, -1)
-        return dataclasses.replace(batch, weight=share, total=total)
+        return batch._replace(weight=share, total=total)
 
     def _moved(self, rows: Any, X: Any) -> Any:
         """The examples ``X`` (rows ``rows`` of the data), shifted and mirrored when the run expands its data."""
