@@ -1,4 +1,6 @@
-"""A scikit-learn classifier around :class:`xpbp.Network`.
+"""scikit-learn estimators on :class:`xpbp.Network`: :class:`MLPClassifier` and
+:class:`MLPRegressor`, drop-ins for scikit-learn's own MLP; and :class:`XPBPClassifier`, an
+estimator in Nielsen's terms (``eta``, ``lmbda``, ``epochs``).
 
 Needs scikit-learn (``pip install 'xpbp[sklearn]'``). Labels may be any values
 scikit-learn accepts for classification; they are encoded as ``classes_`` indices and
@@ -9,23 +11,33 @@ errors read as scikit-learn's do.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterable
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.utils import check_random_state
+    from scipy.sparse import issparse
+    from sklearn import neural_network as sklearn_mlp
+    from sklearn.base import BaseEstimator, ClassifierMixin, is_classifier
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+    from sklearn.utils import check_random_state, shuffle
+    from sklearn.utils._param_validation import Interval, StrOptions
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as e:
     raise ImportError(f"xpbp.sklearn needs scikit-learn ({e}); install it with: pip install 'xpbp[sklearn]'") from None
 
-from .backend import to_numpy
+from . import optimizers
+from .backend import device_of, to_device, to_numpy, using
 from .network import Network
+from .runs import DivergenceError
 
-__all__ = ["XPBPClassifier"]
+__all__ = ["MLPClassifier", "MLPRegressor", "XPBPClassifier"]
 
 # The output layer each cost is defined for.
 _OUTPUT = {"log_likelihood": "softmax", "cross_entropy": "sigmoid", "quadratic": "sigmoid"}
@@ -130,3 +142,403 @@ class XPBPClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         proba = self.predict_proba(X)  # checks that the estimator is fitted
         return self.classes_[proba.argmax(axis=1)]
+
+
+# ---------------------------------------------------------------- scikit-learn's MLP, on xpbp
+
+_HIDDEN = {"logistic": "sigmoid", "tanh": "tanh", "relu": "relu", "identity": "identity"}
+# scikit-learn's output layer (out_activation_) and the cost it trains with there.
+_OUTPUT_LAYER = {
+    "softmax": ("softmax", "log_likelihood"),
+    "logistic": ("sigmoid", "cross_entropy"),
+    "identity": ("identity", "squared_error"),
+    "exp": ("exp", "poisson"),
+}
+_EXTRA = {
+    "device": [str],
+    "dtype": [StrOptions({"float32", "float64"}), None],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+}
+
+
+_MLP: Any = object  # typed as Any: what the mixin reads (self.solver, self.coefs_, ...) is scikit-learn's MLP's
+
+
+class _OnXpbp(_MLP):
+    """What both drop-ins change in scikit-learn's MLP: its training loops drive an
+    :class:`xpbp.training.Trainer` (BP1–BP4 on ``device``) and its forward pass is
+    :meth:`xpbp.Network.outputs`; the rest (validation, attributes, initialisation,
+    shuffling, schedules, stopping, scoring) is scikit-learn's own code."""
+
+    _live: Network | None = None  # the network being trained, while a fit runs
+    _no_improvement_count: int
+
+    def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, Any]:
+        X, y = super()._validate_input(X, y, incremental, reset)
+        return (X if self.dtype is None else X.astype(self.dtype, copy=False)), y
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
+        if self.solver == "lbfgs" and self.dropout:
+            raise ValueError("dropout needs a stochastic solver: solver='adam' or solver='sgd', not 'lbfgs'")
+        try:
+            return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
+        finally:
+            self._live = None
+
+    def _task(self) -> str:
+        if not is_classifier(self):
+            return "regression"
+        return "multilabel" if self._label_binarizer.y_type_ == "multilabel-indicator" else "classification"
+
+    def _network(self, dtype: Any) -> Network:
+        """The network of ``coefs_`` and ``intercepts_`` (scikit-learn's orientation: w is coefs_ᵀ)."""
+        output, cost = _OUTPUT_LAYER[self.out_activation_]
+        sizes = [self.coefs_[0].shape[0], *(c.shape[1] for c in self.coefs_)]
+        key = (tuple(sizes), self.activation, output, str(np.dtype(dtype)), self.device, self._task())
+        cached = getattr(self, "_xpbp_net", None)
+        if cached is None or cached[0] != key:
+            net = Network(
+                sizes,
+                activation=_HIDDEN[self.activation],
+                output_activation=output,
+                cost=cost,
+                dtype=key[3],
+                device=self.device,
+                seed=0,
+                task=key[5],
+            )
+            self._xpbp_net = cached = (key, net)
+        net = cached[1]
+        for w, b, coef, intercept in zip(net.weights, net.biases, self.coefs_, self.intercepts_):
+            w[...] = to_device(np.ascontiguousarray(coef.T, dtype=net.dtype), net.device)
+            b[...] = to_device(intercept.reshape(-1, 1).astype(net.dtype), net.device)
+        return net
+
+    def _store(self, net: Network) -> None:
+        self.coefs_ = [to_numpy(w).T.copy() for w in net.weights]
+        self.intercepts_ = [to_numpy(b).ravel().copy() for b in net.biases]
+
+    def _forward_pass_fast(self, X: Any, check_input: bool = True) -> np.ndarray:
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        net = self._live if self._live is not None else self._network(self.coefs_[0].dtype)
+        X = _dense(X)
+        return net.outputs(X if not isinstance(X, np.ndarray) else X.astype(net.dtype, copy=False))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if k not in ("_xpbp_net", "_live")}
+
+    def _optimizers(self) -> tuple[Any, optimizers.Optimizer]:
+        """scikit-learn's optimizer (for its η schedule and its stopping rule) and xpbp's (for the update)."""
+        if self.solver == "sgd":
+            schedule = SGDOptimizer(
+                [], self.learning_rate_init, self.learning_rate, self.momentum, self.nesterovs_momentum, self.power_t
+            )
+            return schedule, optimizers.SGD(self.momentum, nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+        schedule = AdamOptimizer([], self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+        return schedule, optimizers.Adam(self.beta_1, self.beta_2, self.epsilon, efficient=True)
+
+    def _split(self, X: Any, y: Any, sample_weight: Any) -> tuple[Any, Any, Any, tuple[Any, Any, Any]]:
+        """The rows trained on, and the held-out ``(X, y, sample_weight)`` when early stopping (as scikit-learn carves it)."""
+        if not self.early_stopping:
+            return X, y, sample_weight, (None, None, None)
+        stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+        parts = train_test_split(
+            *(X, y) if sample_weight is None else (X, y, sample_weight),
+            random_state=self._random_state,
+            test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        X_train, X_val, y_train, y_val = parts[:4]
+        w_train, w_val = parts[4:] if sample_weight is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of your dataset.")
+        if is_classifier(self):
+            y_val = self._label_binarizer.inverse_transform(y_val)
+        return X_train, y_train, w_train, (X_val, y_val, w_val)
+
+    def _fit_stochastic(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        activations: Any,
+        deltas: Any,
+        coef_grads: Any,
+        intercept_grads: Any,
+        layer_units: Any,
+        incremental: bool,
+    ) -> None:
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer, self._xpbp_optimizer = self._optimizers()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X, y, sample_weight, held = self._split(X, y, sample_weight)
+        n = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=2)
+            batch_size = int(np.clip(self.batch_size, 1, n))
+        net = self._network(X.dtype)
+        if self.dropout:
+            net.seed = int(self._random_state.randint(2**31 - 1))  # the masks' key
+        trainer = net.trainer(
+            _dense(X),
+            np.asarray(y, dtype=X.dtype),
+            epochs=self.max_iter,
+            batch_size=batch_size,
+            eta=self.learning_rate_init,
+            lmbda=self.alpha,
+            decay_over="batch",
+            optimizer=self._xpbp_optimizer,
+            shuffle=False,
+            sample_weight=sample_weight,
+            dropout=self.dropout,
+            progress=False,
+        )
+        if held[0] is not None:
+            held = (to_device(_dense(held[0]), net.device), *held[1:])  # sent once, scored every epoch
+        self._live = net
+        try:
+            with using(net.device), trainer.running():
+                self._epochs(trainer, net, held, n, incremental)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=2)
+        except DivergenceError as e:
+            self._store(net)
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            ) from e
+        self._store(net)
+        if self.early_stopping:
+            self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
+
+    def _epochs(self, trainer: Any, net: Network, held: tuple[Any, Any, Any], n: int, incremental: bool) -> None:
+        """scikit-learn's epoch loop, each epoch one :meth:`xpbp.training.Trainer.epoch`."""
+        sample_idx = np.arange(n, dtype=int)
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            if self.shuffle:
+                sample_idx = shuffle(sample_idx, random_state=self._random_state)
+            eta = self._optimizer.learning_rate if self.solver == "sgd" else self.learning_rate_init
+            trainer.epoch(self.n_iter_ + 1, order=sample_idx if self.shuffle else None, eta=eta)
+            self.n_iter_ += 1
+            self.loss_ = trainer.history.train_cost[-1]
+            self.t_ += n
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+            if self.early_stopping:
+                self._store(net)  # scikit-learn copies the best epoch's coefs_: one transfer of θ per epoch
+            self._update_no_improvement_count(self.early_stopping, *held)
+            self._optimizer.iteration_ends(self.t_)
+            if self._no_improvement_count > self.n_iter_no_change:
+                what = "Validation score" if self.early_stopping else "Training loss"
+                msg = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
+                if self._optimizer.trigger_stopping(msg, self.verbose):
+                    break
+                self._no_improvement_count = 0
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached"
+                    " and the optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+
+    def _fit_lbfgs(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        activations: Any,
+        deltas: Any,
+        coef_grads: Any,
+        intercept_grads: Any,
+        layer_units: Any,
+    ) -> None:
+        net = self._network(X.dtype)
+        trainer = net.trainer(
+            _dense(X),
+            np.asarray(y, dtype=X.dtype),
+            batch_size=X.shape[0],
+            lmbda=self.alpha,
+            decay_over="batch",
+            shuffle=False,
+            sample_weight=sample_weight,
+            progress=False,
+        )
+        self._lbfgs = (trainer, _packed_index(layer_units))
+        try:
+            with using(net.device), trainer.running():
+                super()._fit_lbfgs(X, y, sample_weight, activations, deltas, coef_grads, intercept_grads, layer_units)
+        finally:
+            del self._lbfgs
+
+    def _loss_grad_lbfgs(self, packed: Any, X: Any, y: Any, sample_weight: Any, *work: Any) -> tuple[float, np.ndarray]:
+        """scikit-learn's loss and its gradient, packed its way, at ``packed``: from BP1–BP4 on the device."""
+        trainer, index = self._lbfgs
+        trainer.theta[...] = to_device(np.asarray(packed)[index].astype(trainer.theta.dtype), device_of(trainer.theta))
+        cost, grad = trainer.gradient()
+        out = np.empty(len(index), dtype=np.float64)
+        out[index] = to_numpy(grad)
+        return float(to_numpy(cost)), out
+
+
+def _dense(X: Any) -> Any:
+    return X.toarray() if issparse(X) else X
+
+
+def _packed_index(layer_units: list[int]) -> np.ndarray:
+    """Where each element of xpbp's θ (every w ``(out, in)``, then every b) lies in scikit-learn's
+    packed vector (every coef ``(in, out)``, raveled, then every intercept)."""
+    parts, start = [], 0
+    for n_in, n_out in zip(layer_units[:-1], layer_units[1:]):
+        parts.append(start + np.arange(n_in * n_out).reshape(n_in, n_out).T.ravel())
+        start += n_in * n_out
+    parts.append(np.arange(start, start + sum(layer_units[1:])))
+    return np.concatenate(parts)
+
+
+class MLPClassifier(_OnXpbp, sklearn_mlp.MLPClassifier):
+    """scikit-learn's :class:`sklearn.neural_network.MLPClassifier`, trained by xpbp: the same
+    parameters, defaults, attributes, methods, warnings and errors (they are scikit-learn's own
+    code), with BP1–BP4 and the update on ``device``. Extra parameters, off by default:
+
+    device : ``"cpu"`` (default), ``"auto"``, ``"cuda"``, ``"cuda:N"`` (or ``"strict"``, the test device).
+    dtype : None (the data's: float64, or float32 kept as float32), ``"float32"`` or ``"float64"``.
+    dropout : drop each hidden neuron with this probability in training (stochastic solvers).
+
+    See the documentation's "Coming from scikit-learn" page for where results can differ.
+    """
+
+    _parameter_constraints: dict = {**sklearn_mlp.MLPClassifier._parameter_constraints, **_EXTRA}
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        device: str = "cpu",
+        dtype: str | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+        )
+        self.device, self.dtype, self.dropout = device, dtype, dropout
+
+
+class MLPRegressor(_OnXpbp, sklearn_mlp.MLPRegressor):
+    """scikit-learn's :class:`sklearn.neural_network.MLPRegressor` (``loss="squared_error"`` or
+    ``"poisson"``), trained by xpbp, with the extra parameters of :class:`MLPClassifier`."""
+
+    _parameter_constraints: dict = {**sklearn_mlp.MLPRegressor._parameter_constraints, **_EXTRA}
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        device: str = "cpu",
+        dtype: str | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(
+            loss=loss,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+        )
+        self.device, self.dtype, self.dropout = device, dtype, dropout
