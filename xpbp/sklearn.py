@@ -44,7 +44,10 @@ _OUTPUT = {"log_likelihood": "softmax", "cross_entropy": "sigmoid", "quadratic":
 
 
 class XPBPClassifier(ClassifierMixin, BaseEstimator):
-    """A fully-connected network trained by backpropagation (BP1–BP4) with mini-batch SGD.
+    """A fully-connected network trained by backpropagation (BP1–BP4) with mini-batch SGD,
+    in Nielsen's terms (``eta``, ``lmbda``, ``epochs``): the estimator xpbp had before the
+    drop-ins. For code written for scikit-learn's MLP, use :class:`MLPClassifier`; both
+    predict through :meth:`xpbp.Network.outputs`.
 
     Parameters
     ----------
@@ -128,12 +131,7 @@ class XPBPClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities: the softmax output, or the sigmoid outputs normalised to sum to 1."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        a = to_numpy(self.network_.feedforward(X.T)).T.astype(np.float64)
-        if not np.isfinite(a).all():
-            raise ValueError(
-                "the network's outputs for some rows of X are NaN or Inf, so they have no probabilities: "
-                "finite but extreme inputs overflow its weighted sums; scale the inputs"
-            )
+        a = self.network_.outputs(X).astype(np.float64)  # the drop-ins' forward pass; ValueError on NaN or Inf
         if _OUTPUT[self.network_.cost_name] != "softmax":
             a = np.maximum(a, np.finfo(a.dtype).tiny)
             a /= a.sum(axis=1, keepdims=True)
