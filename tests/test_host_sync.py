@@ -50,7 +50,7 @@ def test_fit_on_device_data_checks_it_where_it_lives(ledger):
     ledger.reset()
     net.fit(X, y, epochs=2, batch_size=4, eta=0.5, validation_data=(Xv, yv), progress=False)
     assert len(ledger.to_device) == 2 and all("_order" in s for s in ledger.to_device), where(ledger.to_device)  # the orders
-    assert len(ledger.to_host) == 4 + 2, where(ledger.to_host)  # 4 checks, then 1 per epoch
+    assert len(ledger.to_host) == 4 + 1 + 2, where(ledger.to_host)  # 4 checks, the features' scale, then 1 per epoch
 
 
 def test_calls_that_return_host_values_transfer_once(ledger, tmp_path):

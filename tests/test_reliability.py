@@ -31,6 +31,7 @@ def host(net):
 # ---------------------------------------------------------------------- divergence
 
 
+@pytest.mark.filterwarnings("ignore::xpbp.scaling.ScaleWarning")  # huge rows, on purpose
 def test_divergence_is_located_and_the_last_finite_parameters_kept(device):
     """Rows 20-29 (mini-batch 3 of 6, unshuffled) are huge: their gradient overflows float32."""
     X, y = blobs()
@@ -376,6 +377,7 @@ def test_huge_but_finite_parameters_are_not_divergence():
     assert history.train_cost == [0.0]
 
 
+@pytest.mark.filterwarnings("ignore::xpbp.scaling.ScaleWarning")  # huge rows, on purpose
 def test_divergence_from_one_huge_row_points_at_the_data():
     X, y = blobs()
     X[45] = 1e7  # in mini-batch 5; the overflow shows later

@@ -40,7 +40,7 @@ def test_cuda_without_cupy_names_cause_and_fix(monkeypatch):
     monkeypatch.setattr(backend, "cupy", None)
     monkeypatch.setattr(backend, "_cupy_error", ImportError("No module named 'cupy'"))
     for device in ("cuda", "cuda:0"):
-        with pytest.raises(RuntimeError, match=r"CuPy could not be imported \(No module named 'cupy'\).*pip install 'xpbp\[cuda12x\]'"):
+        with pytest.raises(RuntimeError, match=r"CuPy could not be imported \(No module named 'cupy'\).*pip install cupy-cuda12x .*pip install -e '\.\[cuda12x\]'"):
             xpbp.Network([3, 2], device=device)
     assert xpbp.Network([3, 2], device="auto").device == "cpu"
 

@@ -1,4 +1,4 @@
-"""``python -m xpbp``: the same as the ``xpbp`` command."""
+"""`python -m xpbp`: the same as the `xpbp` command."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Activation functions σ, each a small class with ``fn`` (σ(z)) and ``prime`` (σ′(z)).
+"""Activation functions σ, each a small class with `fn` (σ(z)) and `prime` (σ′(z)).
 
 Every method works on NumPy or CuPy arrays alike (the array module comes from the
 argument) and is stable for any finite z: no overflow warning at z = ±1000.
@@ -16,11 +16,11 @@ __all__ = ["Activation", "Exp", "Identity", "ReLU", "Sigmoid", "Softmax", "Tanh"
 
 
 class Activation:
-    """σ applied elementwise; ``prime`` is its derivative σ′, used by BP1 and BP2.
+    """σ applied elementwise; `prime` is its derivative σ′, used by BP1 and BP2.
 
-    ``prime(z, a)`` may be given a = σ(z) when the caller has it (backprop does, from the
+    `prime(z, a)` may be given a = σ(z) when the caller has it (backprop does, from the
     forward pass), so that σ′ costs no second transcendental. Both take an optional
-    ``out`` array of z's shape and dtype to write into (the training step keeps such work
+    `out` array of z's shape and dtype to write into (the training step keeps such work
     buffers, so that it allocates nothing per step); they return the result, which for
     the identity may be z itself.
     """
@@ -31,8 +31,8 @@ class Activation:
         raise NotImplementedError
 
     def into(self, z: Any, out: Any) -> Any:
-        """σ(z) into ``out``, for a caller that keeps its own buffers and already runs under
-        ``np.errstate(over="ignore")`` (the training step): the same values as ``fn``,
+        """σ(z) into `out`, for a caller that keeps its own buffers and already runs under
+        `np.errstate(over="ignore")` (the training step): the same values as `fn`,
         with nothing allocated and no error state switched per call."""
         return self.fn(z, out=out)
 
@@ -131,7 +131,7 @@ class Identity(Activation):
 
 class Exp(Activation):
     """e^z, the output of scikit-learn's Poisson regression (a rate, always > 0); σ′ = σ.
-    For an output layer (``cost="poisson"``); it overflows to ∞ past z ≈ 88 in float32."""
+    For an output layer (`cost="poisson"`); it overflows to ∞ past z ≈ 88 in float32."""
 
     name = "exp"
 
@@ -174,14 +174,14 @@ HIDDEN = ("sigmoid", "tanh", "relu", "identity")
 
 
 def get(name: str, *, argument: str = "activation") -> Activation:
-    """The activation called ``name``; ``ValueError`` naming the argument if unknown."""
+    """The activation called `name`; `ValueError` naming the argument if unknown."""
     if name not in _ACTIVATIONS:
         raise ValueError(f"{argument} must be one of {', '.join(map(repr, _ACTIVATIONS))}, got {name!r}")
     return _ACTIVATIONS[name]()
 
 
 def hidden(name: str) -> Activation:
-    """The activation of hidden layers called ``name``: any elementwise one."""
+    """The activation of hidden layers called `name`: any elementwise one."""
     if name not in HIDDEN:
         hint = "; softmax is for the output layer: output_activation='softmax'" if name == "softmax" else ""
         raise ValueError(f"activation (of the hidden layers) must be one of {', '.join(map(repr, HIDDEN))}, got {name!r}{hint}")

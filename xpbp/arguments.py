@@ -1,19 +1,19 @@
-"""The ``xpbp`` command's arguments: its subcommands, their options, help texts and
-defaults (argparse). :mod:`xpbp.cli` runs the commands."""
+"""The `xpbp` command's arguments: its subcommands, their options, help texts and
+defaults (argparse). `xpbp.cli` runs the commands."""
 
 from __future__ import annotations
 
 import argparse
 from typing import NoReturn
 
-from . import __version__, costs, datasets, optimizers
+from . import __version__, costs, datasets, optimizers, scaling
 from .activations import HIDDEN
 
 __all__ = ["UsageError", "parser"]
 
 
 class UsageError(Exception):
-    """A malformed command line; ``parser`` is the (sub)command's parser, for its usage line."""
+    """A malformed command line; `parser` is the (sub)command's parser, for its usage line."""
 
     def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
         super().__init__(message)
@@ -21,7 +21,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's parser, whose errors ``main`` reports (so that ``--json`` gets its object)."""
+    """argparse's parser, whose errors `main` reports (so that `--json` gets its object)."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self, message)
@@ -45,9 +45,9 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         choices=datasets.NAMES,
-        default="mnist-sample",
+        default=None,
         help="mnist-sample is embedded (8,000 train / 2,000 test digits); the others are found or "
-        "downloaded (default: mnist-sample)",
+        "downloaded (default: mnist-sample, unless --data is given)",
     )
     parser.add_argument(
         "--data-dir",
@@ -65,7 +65,7 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The ``xpbp`` command's parser: ``train``, ``evaluate``, ``info``, ``bench``."""
+    """The `xpbp` command's parser: `train`, `evaluate`, `info`, `bench`."""
     top = _Parser(prog="xpbp", description="Backpropagation (BP1-BP4) on NumPy or CuPy.", allow_abbrev=False)
     top.add_argument("--version", action="version", version=f"xpbp {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,12 +76,32 @@ def parser() -> argparse.ArgumentParser:
         description="Train on a data set's training split, validating on its test split after "
         "every epoch. The defaults are the settings of Nielsen's network.py.",
     )
-    for options in (_data_options, _network_options, _training_options, _output_options, _common):
+    for options in (_data_options, _file_options, _network_options, _training_options, _output_options, _common):
         options(train)
     evaluate = commands.add_parser(
-        "evaluate", allow_abbrev=False, help="accuracy, per-class accuracy and confusion matrix of a saved model"
+        "evaluate",
+        allow_abbrev=False,
+        help="a saved model's scores: accuracy, per-class accuracy and confusion matrix, or RMSE and R²",
     )
     _evaluate_options(evaluate)
+    predict = commands.add_parser(
+        "predict",
+        allow_abbrev=False,
+        help="a saved model's predictions for the rows of a file, as CSV",
+        description="One output row per input row, in order: the predicted label (in the labels the model was "
+        "trained on) and with --proba each class's probability, or a regression's predictions.",
+    )
+    _predict_options(predict)
+    export = commands.add_parser(
+        "export",
+        allow_abbrev=False,
+        help="write a saved model, with its scaling, as an ONNX graph",
+        description="An ONNX model (opset 13) computing what the model's predict_proba (a classifier) or "
+        "predict (a regression) computes, for an input named 'x' of shape (N, features) in float32; needs onnx.",
+    )
+    export.add_argument("model", help="a .npz file written by xpbp train --save or Network.save")
+    export.add_argument("out", help="the .onnx file to write")
+    _common(export)
     _common(commands.add_parser("info", allow_abbrev=False, help="versions, BLAS, and whether CUDA is usable"))
     bench = commands.add_parser(
         "bench",
@@ -94,22 +114,70 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _file_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--data",
+        metavar="PATH",
+        default=None,
+        help="train on a file of your own: CSV with an optional header row, .npz with X and y, or Parquet; "
+        "one example per row (default: none, a built-in --dataset)",
+    )
+    add("--target", metavar="COL", default=None, help="the target column of --data, by name or index (default: the last)")
+    add("--test", metavar="PATH", default=None, help="a file of test rows, laid out as --data (default: --test-fraction)")
+    add(
+        "--test-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="hold out this share of --data's rows (stratified for classes, from the seed) to test on (default: 0.2)",
+    )
+    add(
+        "--task",
+        choices=("classification", "regression"),
+        default=None,
+        help="what --data's target is (default: classes when it holds labels, or whole numbers of at most 50 values)",
+    )
+    add(
+        "--scale",
+        choices=(*scaling.KINDS, "none"),
+        default=None,
+        help="scale the features, fitted on the training rows and saved with the model: standard (mean 0, "
+        "standard deviation 1) or minmax ([0, 1]) (default: standard on --data, none on a --dataset)",
+    )
+    add(
+        "--hidden",
+        type=_sizes,
+        default=None,
+        metavar="N,N,...",
+        help="the hidden layers' widths; the data sets the input and output widths (default: 100 on --data, 30 on a --dataset)",
+    )
+
+
 def _network_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--sizes", type=_sizes, default=[784, 30, 10], metavar="N,N,...", help="layer widths, input first (default: 784,30,10)")
-    add("--activation", choices=HIDDEN, default="sigmoid", help="σ of the hidden layers (default: sigmoid)")
+    add(
+        "--sizes",
+        type=_sizes,
+        default=None,
+        metavar="N,N,...",
+        help="layer widths, input first, on a --dataset (default: 784,30,10; on --data use --hidden)",
+    )
+    add("--activation", choices=HIDDEN, default=None, help="σ of the hidden layers (default: sigmoid; relu on --data)")
     add(
         "--output-activation",
         choices=(*HIDDEN, "softmax"),
         default=None,
-        help="σ of the output layer (default: as the hidden layers)",
+        help="σ of the output layer (default: as the hidden layers; on --data softmax, or sigmoid for two classes, "
+        "or identity for a regression)",
     )
     add(
         "--cost",
         choices=costs.NAMES,
-        default="quadratic",
+        default=None,
         help="cross_entropy needs a sigmoid output, log_likelihood a softmax one; squared_error is scikit-learn's "
-        "(the quadratic cost over the outputs' mean) (default: quadratic)",
+        "(the quadratic cost over the outputs' mean) (default: quadratic; on --data log_likelihood, cross_entropy "
+        "or squared_error, to match the output)",
     )
     add(
         "--init", choices=("scaled", "large"), default="scaled", help="scaled: w ~ N(0, 1/n_in); large: N(0, 1) (default: scaled)"
@@ -120,8 +188,8 @@ def _network_options(parser: argparse.ArgumentParser) -> None:
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--epochs", type=int, default=30, help="passes over the training data (default: 30)")
-    add("--batch-size", type=int, default=10, help="mini-batch size m (default: 10)")
+    add("--epochs", type=int, default=None, help="passes over the training data (default: 30; 200 on --data)")
+    add("--batch-size", type=int, default=None, help="mini-batch size m (default: 10; min(200, N) on --data)")
     add(
         "--eta",
         type=float,
@@ -134,9 +202,9 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--optimizer",
         choices=optimizers.NAMES,
-        default="sgd",
+        default=None,
         help="sgd: heavy-ball momentum μ; nesterov: Nesterov momentum (μ > 0); adam: Adam, with η 0.001 by default "
-        "(default: sgd)",
+        "(default: sgd; adam on --data)",
     )
     add(
         "--regularization",
@@ -213,7 +281,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
 def _output_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--save", metavar="PATH", default=None, help="write the trained network to this .npz file (default: not saved)")
-    add("--plot", metavar="PNG", default=None, help="draw the learning curves into this PNG; needs xpbp[plot] (default: none)")
+    add("--plot", metavar="PNG", default=None, help="draw the learning curves into this PNG; needs matplotlib (default: none)")
     add(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -225,10 +293,33 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 def _evaluate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .npz file written by xpbp train --save or Network.save")
     _data_options(parser)
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        default=None,
+        help="score on a file of your own, laid out as the model's training file (default: a built-in --dataset)",
+    )
+    parser.add_argument("--target", metavar="COL", default=None, help="the target column of --data (default: the last)")
     parser.add_argument("--split", choices=("train", "test"), default="test", help="which split to evaluate on (default: test)")
     parser.add_argument(
-        "--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG; needs xpbp[plot] (default: none)"
+        "--plot", metavar="PNG", default=None, help="draw the confusion matrix into this PNG; needs matplotlib (default: none)"
     )
+    _common(parser)
+
+
+def _predict_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("model", help="a .npz file written by xpbp train --save or Network.save")
+    add(
+        "--data",
+        metavar="PATH",
+        required=True,
+        help="the rows to predict: CSV, .npz or Parquet, with or without the target (required)",
+    )
+    add("--target", metavar="COL", default=None, help="the target column of --data, when it has one (default: the last)")
+    add("--out", metavar="FILE.csv", required=True, help="the CSV file to write, one row per row of --data (required)")
+    add("--proba", action="store_true", help="also each class's probability, a column per class")
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     _common(parser)
 
 
@@ -257,6 +348,6 @@ def _bench_options(parser: argparse.ArgumentParser) -> None:
         "--plot",
         metavar="PNG",
         default=None,
-        help="draw examples/s against batch size into this PNG; needs xpbp[plot] (default: none)",
+        help="draw examples/s against batch size into this PNG; needs matplotlib (default: none)",
     )
     _common(parser)

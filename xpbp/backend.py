@@ -1,14 +1,14 @@
 """The array-module switch: NumPy on the CPU, CuPy on a CUDA GPU.
 
-This is the only module of xpbp that imports ``cupy`` (but for ``xpbp.distributed``,
+This is the only module of xpbp that imports `cupy` (but for `xpbp.distributed`,
 which imports CuPy's NCCL bindings for its GPU all-reduce). Everything else asks it for
-the array module (``xp``) of a device or of an array, moves data across the
-host/device boundary only through :func:`to_device` and :func:`to_numpy`, and runs
-device work inside :func:`using`, so that it lands on the right GPU.
+the array module (`xp`) of a device or of an array, moves data across the
+host/device boundary only through `to_device` and `to_numpy`, and runs
+device work inside `using`, so that it lands on the right GPU.
 
-A device is named ``"cpu"``, ``"cuda"`` (the current GPU), ``"cuda:N"`` or
-``"auto"`` (a GPU when one is usable, else the CPU). :func:`canonical` turns any of
-them into ``"cpu"`` or ``"cuda:N"``.
+A device is named `"cpu"`, `"cuda"` (the current GPU), `"cuda:N"` or
+`"auto"` (a GPU when one is usable, else the CPU). `canonical` turns any of
+them into `"cpu"` or `"cuda:N"`.
 """
 
 from __future__ import annotations
@@ -56,20 +56,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _INSTALL_HINT = (
-    "install CuPy for your CUDA toolkit, e.g. pip install 'xpbp[cuda12x]' "
-    "(CUDA 12) or pip install 'xpbp[cuda13x]' (CUDA 13), or use device='cpu'"
+    "install CuPy for your CUDA toolkit, e.g. pip install cupy-cuda12x (CUDA 12) or cupy-cuda13x (CUDA 13) "
+    "(in an xpbp checkout: pip install -e '.[cuda12x]'), or use device='cpu'"
 )
 
 
 @dataclass(frozen=True)
 class Fused:
-    """An elementwise operation written once, as plain array code ``fn(xp, *args)`` over
-    the array module ``xp`` of its arguments. Its outputs are arguments too, written in
-    place (``xp.exp(z, out=a)``, ``a += 1``), so that a call allocates nothing.
+    """An elementwise operation written once, as plain array code `fn(xp, *args)` over
+    the array module `xp` of its arguments. Its outputs are arguments too, written in
+    place (`xp.exp(z, out=a)`, `a += 1`), so that a call allocates nothing.
 
-    With CuPy arrays it runs as ``cupy.fuse`` of that code: one kernel, compiled on first
+    With CuPy arrays it runs as `cupy.fuse` of that code: one kernel, compiled on first
     use for each dtype. With NumPy arrays it is the code itself, one ufunc after another
-    (as Chainer's ``fuse`` falls back to the plain function without CuPy).
+    (as Chainer's `fuse` falls back to the plain function without CuPy).
     """
 
     fn: Callable[..., None]
@@ -86,7 +86,7 @@ class Fused:
 
 
 def fuse(fn: Callable[..., None]) -> Fused:
-    """Decorator: the function ``fn(xp, *args)`` as a :class:`Fused` operation."""
+    """Decorator: the function `fn(xp, *args)` as a `Fused` operation."""
     return Fused(fn)
 
 
@@ -104,18 +104,18 @@ class Backend:
         return np
 
     def check(self, index: int) -> None:
-        """Raise a ``RuntimeError`` naming the cause and the fix if ``index`` is unusable."""
+        """Raise a `RuntimeError` naming the cause and the fix if `index` is unusable."""
 
     def count(self) -> int:
         """How many devices of this kind are usable."""
         return 1
 
     def current(self) -> int:
-        """The index of the current device, for a name without ``:N``."""
+        """The index of the current device, for a name without `:N`."""
         return 0
 
     def using(self, index: int) -> AbstractContextManager[Any]:
-        """A context in which device ``index`` is the current one."""
+        """A context in which device `index` is the current one."""
         return contextlib.nullcontext()
 
     def owns(self, a: Any) -> bool:
@@ -125,7 +125,7 @@ class Backend:
         return 0
 
     def asarray(self, a: Any, index: int) -> Any:
-        """``a`` as an array on device ``index``; no copy when it is already there."""
+        """`a` as an array on device `index`; no copy when it is already there."""
         return np.asarray(a)
 
     def to_numpy(self, a: Any) -> np.ndarray:
@@ -136,7 +136,7 @@ class Backend:
         op.fn(np, *args)
 
     def elapsed(self, index: int, work: Callable[[], None]) -> float:
-        """Seconds that ``work`` takes here: on the CPU, by the wall clock."""
+        """Seconds that `work` takes here: on the CPU, by the wall clock."""
         start = time.perf_counter()
         work()
         return time.perf_counter() - start
@@ -203,7 +203,7 @@ class CudaBackend(Backend):
         kernel(*args)
 
     def elapsed(self, index: int, work: Callable[[], None]) -> float:
-        """By a pair of CUDA events around ``work`` on the current stream: the GPU's time,
+        """By a pair of CUDA events around `work` on the current stream: the GPU's time,
         known after the second event is reached (one synchronisation)."""
         with cupy.cuda.Device(index):
             start, end = cupy.cuda.Event(), cupy.cuda.Event()
@@ -219,7 +219,7 @@ _BACKENDS: dict[str, Backend] = {"cpu": Backend(), "cuda": CudaBackend()}
 
 
 def _split(device: str) -> tuple[Backend, int]:
-    """``"cuda:1"`` -> (the CUDA backend, 1); raises ``ValueError`` for unknown names."""
+    """`"cuda:1"` -> (the CUDA backend, 1); raises `ValueError` for unknown names."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu', 'cuda', 'cuda:0' or 'auto', got {type(device).__name__}")
     kind, colon, index = device.partition(":")
@@ -236,9 +236,9 @@ def cuda_available() -> bool:
 
 
 def canonical(device: str) -> str:
-    """Resolve ``device`` to ``"cpu"`` or ``"kind:N"``, checking that it is usable.
+    """Resolve `device` to `"cpu"` or `"kind:N"`, checking that it is usable.
 
-    ``"auto"`` picks ``cuda:0`` when :func:`cuda_available`, else ``"cpu"``, and logs
+    `"auto"` picks `cuda:0` when `cuda_available`, else `"cpu"`, and logs
     which it chose and why.
     """
     if device == "auto":
@@ -254,8 +254,8 @@ def canonical(device: str) -> str:
 
 
 def usable(device: str, what: str) -> str:
-    """``device``, canonical, where it is usable here; else ``"cpu"``, with a
-    ``RuntimeWarning`` that says so of ``what`` (e.g. "a network pickled on")."""
+    """`device`, canonical, where it is usable here; else `"cpu"`, with a
+    `RuntimeWarning` that says so of `what` (e.g. "a network pickled on")."""
     try:
         return canonical(device)
     except (RuntimeError, ValueError) as e:
@@ -265,22 +265,22 @@ def usable(device: str, what: str) -> str:
 
 
 def resolve(device: str) -> ModuleType:
-    """The array module (NumPy or CuPy) for ``device``. It does not make that device
-    current: allocate inside :func:`using`."""
+    """The array module (NumPy or CuPy) for `device`. It does not make that device
+    current: allocate inside `using`."""
     return _split(canonical(device))[0].xp
 
 
 def elapsed(device: str, work: Callable[[], None]) -> float:
-    """Seconds that ``work`` takes on ``device``: CUDA events on a GPU, the wall clock on the CPU."""
+    """Seconds that `work` takes on `device`: CUDA events on a GPU, the wall clock on the CPU."""
     backend, index = _split(device)
     return backend.elapsed(index, work)
 
 
 def using(device: str) -> AbstractContextManager[Any]:
-    """``with using("cuda:1"):`` makes that GPU current for the block, so that the arrays,
-    kernels and random draws made there land on it (CuPy's ``with cupy.cuda.Device(1):``);
-    the device current before comes back after. Nothing happens on the CPU. ``device``
-    must be canonical (see :func:`canonical`)."""
+    """`with using("cuda:1"):` makes that GPU current for the block, so that the arrays,
+    kernels and random draws made there land on it (CuPy's `with cupy.cuda.Device(1):`);
+    the device current before comes back after. Nothing happens on the CPU. `device`
+    must be canonical (see `canonical`)."""
     backend, index = _split(device)
     return backend.using(index)
 
@@ -292,13 +292,13 @@ def stream() -> int:
 
 
 def blas_info() -> dict[str, Any]:
-    """The BLAS NumPy was built with: ``{"name": ..., "version": ...}`` (None where unknown)."""
+    """The BLAS NumPy was built with: `{"name": ..., "version": ...}` (None where unknown)."""
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     return {key: blas.get(key) for key in ("name", "version")}
 
 
 def cuda_info() -> dict[str, Any]:
-    """What CuPy sees: ``available``, and where it is, the CuPy version, the CUDA runtime
+    """What CuPy sees: `available`, and where it is, the CuPy version, the CUDA runtime
     version and each GPU's name and memory; otherwise the reason it is not."""
     if cupy is None:
         return {"available": False, "reason": f"CuPy could not be imported ({_cupy_error})"}
@@ -337,11 +337,11 @@ def _backend_of(a: Any) -> Backend:
 
 
 def as_array(a: Any) -> Any:
-    """``a`` as an array of a known backend, without copying what already is one.
+    """`a` as an array of a known backend, without copying what already is one.
 
     Backend arrays pass as they are; other objects that speak DLPack (a PyTorch tensor,
     say) are shared without a copy, as NumPy arrays when they live on the host and as
-    CuPy arrays when they live on a CUDA device; anything else goes through ``np.asarray``.
+    CuPy arrays when they live on a CUDA device; anything else goes through `np.asarray`.
     """
     if any(backend.owns(a) for backend in _BACKENDS.values()):
         return a
@@ -363,18 +363,18 @@ def get_array_module(a: Any) -> ModuleType:
 
 
 def device_of(a: Any) -> str:
-    """``"cpu"`` for host data, ``"cuda:N"`` for an array on GPU N."""
+    """`"cpu"` for host data, `"cuda:N"` for an array on GPU N."""
     backend = _backend_of(a)
     return "cpu" if backend.name == "cpu" else f"{backend.name}:{backend.index_of(a)}"
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """``a`` as a NumPy array, copying it to the host if it lives on a device."""
+    """`a` as a NumPy array, copying it to the host if it lives on a device."""
     return _backend_of(a).to_numpy(a)
 
 
 def to_device(a: Any, device: str) -> Any:
-    """``a`` as an array on ``device``; no copy when it already lives there."""
+    """`a` as an array on `device`; no copy when it already lives there."""
     backend, index = _split(canonical(device))
     source = _backend_of(a)
     if source is not backend or (backend.name != "cpu" and source.index_of(a) != index):

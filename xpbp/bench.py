@@ -1,13 +1,13 @@
-"""Training throughput on the devices of this machine: ``xpbp bench``.
+"""Training throughput on the devices of this machine: `xpbp bench`.
 
-For each cell of a grid (network, batch size, dtype, device), xpbp's ``fit`` runs whole
+For each cell of a grid (network, batch size, dtype, device), xpbp's `fit` runs whole
 epochs (data on the device, shuffling included) beside the cell's GEMM ceiling (the
 training step's matrix products alone, into preallocated outputs), in turn, rotating
 the order each round so that a busy machine slows both alike; each reports the median
 examples/s of its rounds. On a GPU the clock is a pair of CUDA events around work that
-ends in a synchronisation; on the CPU, ``time.perf_counter``.
+ends in a synchronisation; on the CPU, `time.perf_counter`.
 
-This is the timing core the repository's ``benchmarks/`` suite uses too, adding its peers
+This is the timing core the repository's `benchmarks/` suite uses too, adding its peers
 (Nielsen's code, PyTorch, scikit-learn, JAX) to the same cells.
 """
 
@@ -72,7 +72,7 @@ class Cell:
 
     @property
     def flops(self) -> int:
-        """Floating-point operations of one step's matrix products (:func:`xpbp.threads.step_flops`)."""
+        """Floating-point operations of one step's matrix products (`xpbp.threads.step_flops`)."""
         return threads.step_flops(self.sizes, self.batch)
 
 
@@ -83,7 +83,7 @@ def data(n: int, cell: Cell, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def repeat_for(unit_time: Callable[[int], float], target: float) -> int:
-    """How many repetitions of a piece of work take about ``target`` seconds."""
+    """How many repetitions of a piece of work take about `target` seconds."""
     k = 1
     while True:
         t = unit_time(k)
@@ -94,8 +94,8 @@ def repeat_for(unit_time: Callable[[int], float], target: float) -> int:
 
 def bare_step(cell: Cell) -> tuple[Network, Any, Any, Callable[[], Callable[[], None]]]:
     """A fresh network, one mini-batch (x, targets; examples as columns) on the cell's
-    device, and ``start``, which makes the training step's buffers and returns a function
-    that runs one step on that batch: the step ``fit`` runs, without the epoch around it."""
+    device, and `start`, which makes the training step's buffers and returns a function
+    that runs one step on that batch: the step `fit` runs, without the epoch around it."""
     net = Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
     X, y = data(cell.batch, cell)
     x = backend.to_device(X.T.copy(), cell.device)
@@ -116,7 +116,7 @@ def bare_step(cell: Cell) -> tuple[Network, Any, Any, Callable[[], Callable[[], 
 
 
 def step_units(cell: Cell, target: float) -> Unit:
-    """Bare training steps on one mini-batch, about ``target`` seconds a repetition."""
+    """Bare training steps on one mini-batch, about `target` seconds a repetition."""
     step = bare_step(cell)[-1]()
 
     def steps(k: int) -> float:
@@ -131,14 +131,14 @@ def step_units(cell: Cell, target: float) -> Unit:
 
 
 def examples_for(cell: Cell, target: float) -> int:
-    """A data-set size for one ``fit`` epoch of about ``target`` seconds at xpbp's step rate."""
+    """A data-set size for one `fit` epoch of about `target` seconds at xpbp's step rate."""
     examples, seconds = step_units(cell, target / 4)()
     n = int(examples / seconds * target) // cell.batch * cell.batch
     return int(min(max(n, 4 * cell.batch), 60000 // cell.batch * cell.batch))
 
 
 def fit_units(cell: Cell, n: int) -> Unit:
-    """Whole ``fit`` epochs over n examples on the device, timed by the epoch itself (its
+    """Whole `fit` epochs over n examples on the device, timed by the epoch itself (its
     clock stops after the epoch's one host synchronisation)."""
     net = Network(list(cell.sizes), dtype=cell.dtype, device=cell.device, seed=0)
     X, y = data(n, cell)
@@ -201,7 +201,7 @@ def grid(nets: list[tuple[int, ...]], batches: list[int], dtypes: list[str], dev
 
 
 def run(cells: list[Cell], *, repeats: int = 3, target: float = 0.25, say: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """One row per cell and implementation (``xpbp fit``, ``gemm``): the median examples/s
+    """One row per cell and implementation (`xpbp fit`, `gemm`): the median examples/s
     of the rounds, their spread, and every round."""
     rows = []
     for cell in cells:
@@ -246,7 +246,7 @@ def machine() -> dict[str, Any]:
 
 
 def slug(m: dict[str, Any]) -> str:
-    """A file name for results of machine ``m``."""
+    """A file name for results of machine `m`."""
     gpus = [d["name"] for d in m["cuda"].get("devices", [])]
     name = f"{m['cpu']}-{m['cores']}c" + (f"-{gpus[0]}" if gpus else "")
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

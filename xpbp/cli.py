@@ -1,9 +1,10 @@
-"""The ``xpbp`` command: ``train``, ``evaluate``, ``info`` and ``bench`` (their
-arguments in :mod:`xpbp.arguments`).
+"""The `xpbp` command: `train`, `evaluate`, `predict`, `export`, `info` and
+`bench` (their arguments in `xpbp.arguments`; on a file of the user's own,
+`xpbp.tabular`).
 
 Human-readable results go to stdout, per-epoch lines and progress bars to stderr.
-With ``--json`` stdout carries exactly one JSON object, also when the command fails
-(``{"error": "..."}``). Errors end with one line ``xpbp: error: ...`` and exit status 1
+With `--json` stdout carries exactly one JSON object, also when the command fails
+(`{"error": "..."}`). Errors end with one line `xpbp: error: ...` and exit status 1
 (2 for a malformed command line). Every argument and path is checked before any data
 is loaded or any training starts.
 """
@@ -17,11 +18,29 @@ import os
 import platform
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
-from . import __version__, arguments, backend, bench, costs, datasets, distributed, files, optimizers, runs, tasks, validation
+from . import (
+    __version__,
+    arguments,
+    backend,
+    bench,
+    costs,
+    datasets,
+    distributed,
+    files,
+    formats,
+    optimizers,
+    runs,
+    scaling,
+    tables,
+    tabular,
+    tasks,
+    validation,
+)
 from .network import Network, load
 
 __all__ = ["main"]
@@ -34,13 +53,16 @@ def _plotting() -> Any:
     try:
         from . import plots
     except ImportError as e:
-        raise RuntimeError(f"--plot needs matplotlib ({e}); install it with: pip install 'xpbp[plot]'") from None
+        raise RuntimeError(
+            f"--plot needs matplotlib ({e}); install it with: pip install matplotlib "
+            "(in an xpbp checkout: pip install -e '.[plot]')"
+        ) from None
     return plots
 
 
 def _outputs(args: argparse.Namespace) -> Any:
     """Check where results will be written, before any work: the plots module when
-    ``--plot`` is given, and the paths of ``--save`` and ``--plot``."""
+    `--plot` is given, and the paths of `--save` and `--plot`."""
     plots = _plotting() if args.plot is not None else None
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise ValueError(f"--plot draws a PNG: give a file name ending in .png, got {args.plot!r}")
@@ -53,13 +75,29 @@ def _outputs(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     comm = _world(args)
     rank = comm.Get_rank() if comm is not None else 0
+    own = None
+    if args.data is not None:
+        with distributed.agreeing(comm):  # every option and path, before the file is read
+            tabular.check(args)
+            if rank == 0:
+                _outputs(args)
+        with distributed.agreeing(comm):
+            own = tabular.load(args)
+            tabular.defaults(args, own)
+    else:
+        _dataset_defaults(args)
     with distributed.agreeing(comm):  # an argument one rank refuses, every rank refuses
-        plots, net, settings = _prepare(args, comm, rank)
-    with distributed.agreeing(comm):  # rank 0 first, which downloads what is missing
-        data = _data(args) if rank == 0 else ()
-    with distributed.agreeing(comm):
-        X, y, X_test, y_test = data if rank == 0 else _data(args)
-    log.info("training %s on %d %s examples (seed %d)", net, len(X), args.dataset, net.seed)
+        plots, net, settings = _prepare(args, comm, rank, own)
+    if own is not None:
+        X, y, X_test, y_test = own.X, own.y, own.X_test, own.y_test
+    else:
+        with distributed.agreeing(comm):  # rank 0 first, which downloads what is missing
+            data = _data(args) if rank == 0 else ()
+        with distributed.agreeing(comm):
+            X, y, X_test, y_test = data if rank == 0 else _data(args)
+        if args.scale not in (None, "none"):
+            net.scaling = scaling.fit(X, args.scale)
+    log.info("training %s on %d %s examples (seed %d)", net, len(X), _source(args), net.seed)
     start = time.perf_counter()
     progress = _bars(args) if args.progress is None else args.progress
     # Validated on the test split each epoch, as Nielsen does, unless a validation split is carved
@@ -71,20 +109,23 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     if rank != 0:
         return {}
-    test = net.metrics(X_test, y_test) if args.validation_fraction else {"accuracy": history.val_accuracy[-1]}
+    if args.validation_fraction or own is not None:
+        test = net.metrics(X_test, y_test)
+    else:
+        test = {"accuracy": history.val_accuracy[-1]}
     if args.save is not None:
-        net.trained_on = f"{args.dataset}:train"
+        net.trained_on = f"{args.dataset}:train" if own is None else f"file:{os.path.basename(args.data)}"
         net.save(args.save)
     if plots:
         plots.learning_curves(
-            history, args.plot, title=f"{args.dataset}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}"
+            history, args.plot, title=f"{_source(args)}: {net.sizes}, {args.activation}/{net.output_activation}, {args.cost}"
         )
     return _trained(args, net, history, settings, seconds, (len(X), len(X_test)), comm.Get_size() if comm else 1, test)
 
 
 def _world(args: argparse.Namespace) -> Any:
-    """The MPI communicator of a ``--distributed`` run, or None; a process that is one of
-    several the launcher started is refused without ``--distributed``."""
+    """The MPI communicator of a `--distributed` run, or None; a process that is one of
+    several the launcher started is refused without `--distributed`."""
     launched = distributed.launched_ranks()
     if args.distributed is None:
         if launched > 1:
@@ -94,6 +135,12 @@ def _world(args: argparse.Namespace) -> Any:
             )
         return None
     comm = distributed.world()
+    if comm.Get_size() == 1:
+        log.warning(
+            "note: --distributed %s runs on this one process, since no launcher started others: "
+            "start it with mpiexec -n P xpbp train ... to train on P",
+            args.distributed,
+        )
     if comm.Get_rank() != 0:
         logging.getLogger().setLevel(logging.WARNING)
         for handler in logging.getLogger().handlers:
@@ -101,7 +148,26 @@ def _world(args: argparse.Namespace) -> Any:
     return comm
 
 
-def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Network, dict[str, Any]]:
+def _source(args: argparse.Namespace) -> str:
+    return str(args.dataset) if args.data is None else os.path.basename(args.data)
+
+
+def _dataset_defaults(args: argparse.Namespace) -> None:
+    """Fill in the unset options of a built-in data set's run: network.py's settings (in place)."""
+    if args.data is None and any(getattr(args, k) is not None for k in ("target", "test", "test_fraction", "task")):
+        raise ValueError("--target, --test, --test-fraction and --task are for a file of your own, given with --data")
+    if args.hidden is not None and args.sizes is not None:
+        raise ValueError("give either --sizes (every layer's width) or --hidden (the hidden layers'), not both")
+    args.dataset = args.dataset or "mnist-sample"
+    args.sizes = args.sizes or [datasets.FEATURES, *(args.hidden or [30]), datasets.CLASSES]
+    args.activation = args.activation or "sigmoid"
+    args.cost = args.cost or "quadratic"
+    args.epochs = 30 if args.epochs is None else args.epochs
+    args.batch_size = 10 if args.batch_size is None else args.batch_size
+    args.optimizer = args.optimizer or "sgd"
+
+
+def _prepare(args: argparse.Namespace, comm: Any, rank: int, own: tabular.Own | None) -> tuple[Any, Network, dict[str, Any]]:
     """Everything but the data, checked: the plots module, the output paths (rank 0's,
     which writes them), the network on this rank's device, and the training settings."""
     plots = _outputs(args) if rank == 0 else None
@@ -123,8 +189,12 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
         dtype=args.dtype,
         device=device,
         seed=args.seed,
+        task=None if own is None else own.table.task,
     )
-    if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
+    if own is not None:
+        net.scaling, net.target_scaling = tabular.scalings(args, own)
+        net.classes = own.table.classes
+    elif net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
         raise ValueError(
             f"{args.dataset} has {datasets.FEATURES} pixels per image and {datasets.CLASSES} classes: "
             f"--sizes must start with {datasets.FEATURES} and end with at least {datasets.CLASSES}, got {net.sizes}"
@@ -161,9 +231,9 @@ def _prepare(args: argparse.Namespace, comm: Any, rank: int) -> tuple[Any, Netwo
         "decay_over": "data",
     }
     runs.Run.checked(  # before the data is loaded
-        datasets.size(args.dataset, "train"),
-        datasets.FEATURES,
-        task=tasks.Classification(),
+        datasets.size(args.dataset, "train") if own is None else len(own.X),
+        net.sizes[0],
+        task=tasks.get(own.table.task) if own is not None else tasks.Classification(),
         using=optimizer,
         cost_eta=eta,
         data=None,
@@ -194,11 +264,13 @@ def _trained(
     ranks: int,
     test: dict[str, float],
 ) -> dict[str, Any]:
-    """The result of ``train``: printed, and returned for ``--json``."""
-    accuracy, (n, n_test) = test["accuracy"], examples
+    """The result of `train`: printed, and returned for `--json`."""
+    accuracy, (n, n_test) = test.get("accuracy"), examples
     result = {
         "command": "train",
         "dataset": args.dataset,
+        "data": args.data,
+        "test": args.test,
         "network": {
             "sizes": net.sizes,
             "activation": net.activation,
@@ -216,6 +288,7 @@ def _trained(
         "seed": net.seed,
         "history": vars(history),
         "test_accuracy": accuracy,
+        "test_metrics": test,
         "test_examples": n_test,
         "seconds": seconds,
         "examples_per_second": len(history.seconds) * n / sum(history.seconds),
@@ -233,9 +306,13 @@ def _trained(
         epochs = f"{len(history.seconds)} epochs" + (
             f" (stopped early, keeping epoch {history.best_epoch})" if history.stopped_early else ""
         )
+        scores = (
+            f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test})"
+            if accuracy is not None
+            else f"test RMSE {test['rmse']:.4g}, R² {test['r2']:.4f} ({n_test} rows)"
+        )
         print(
-            f"test accuracy {accuracy:.2%} ({round(accuracy * n_test)}/{n_test}) after {epochs} "
-            f"on {on}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})"
+            f"{scores} after {epochs} on {on}: {seconds:.1f} s, {result['examples_per_second']:,.0f} examples/s (seed {net.seed})"
         )
         for what, path in (("model saved to", args.save), ("learning curves drawn in", args.plot)):
             if path:
@@ -245,7 +322,12 @@ def _trained(
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     plots = _outputs(args)
+    if args.data is not None and args.dataset is not None:
+        raise ValueError("give either --dataset (a built-in data set) or --data (a file of your own), not both")
     net = load(args.model, device=args.device)
+    if args.data is not None:
+        return _evaluate_file(args, net, plots)
+    args.dataset = args.dataset or "mnist-sample"
     if net.sizes[0] != datasets.FEATURES or net.sizes[-1] < datasets.CLASSES:
         raise ValueError(
             f"{args.model} has layers {net.sizes}, which do not fit {args.dataset}'s "
@@ -264,23 +346,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
             args.split,
         )
     X, y = datasets.load(args.dataset, args.split, data_dir=args.data_dir, download=args.download, progress=_bars(args))
-    predicted = net.predict(X)
-    k = net.sizes[-1]
-    confusion = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)  # rows: true class, columns: predicted
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
-    accuracy = float(confusion.diagonal().sum() / len(y))
-    if plots:
-        plots.confusion_matrix(confusion, args.plot, title=f"{args.model} on {args.dataset} {args.split}: {accuracy:.2%}")
-    if not args.json:
-        print(f"accuracy {accuracy:.2%} ({confusion.diagonal().sum()}/{len(y)}) on {args.dataset} {args.split}, {net.device}")
-        print("per-class accuracy: " + "  ".join(f"{c}: {a:.1%}" for c, a in enumerate(per_class)))
-        print("confusion matrix (rows: true class, columns: predicted):")
-        width = max(len(str(confusion.max())), 2)
-        print("     " + " ".join(f"{c:>{width}}" for c in range(k)))
-        for c, row in enumerate(confusion):
-            print(f"{c:>4} " + " ".join(f"{n:>{width}}" for n in row))
-        if args.plot:
-            print(f"confusion matrix drawn in {args.plot}")
+    accuracy, per_class, confusion = _confusion(args, net, X, y, f"{args.dataset} {args.split}", plots, None)
     return {
         "command": "evaluate",
         "model": args.model,
@@ -294,6 +360,94 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "confusion_matrix": confusion.tolist(),
         "plot": args.plot,
     }
+
+
+def _confusion(
+    args: argparse.Namespace, net: Network, X: Any, y: np.ndarray, what: str, plots: Any, labels: tuple[str, ...] | None
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """A classifier's accuracy, per-class accuracy and confusion matrix on rows `X`, printed."""
+    predicted = net.predict(X)
+    k = max(net.sizes[-1], 2)
+    names = [str(c) for c in (labels or range(k))]
+    confusion = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)  # rows: true class, columns: predicted
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    accuracy = float(confusion.diagonal().sum() / len(y))
+    if plots:
+        plots.confusion_matrix(confusion, args.plot, title=f"{args.model} on {what}: {accuracy:.2%}")
+    if not args.json:
+        print(f"accuracy {accuracy:.2%} ({confusion.diagonal().sum()}/{len(y)}) on {what}, {net.device}")
+        print("per-class accuracy: " + "  ".join(f"{c}: {a:.1%}" for c, a in zip(names, per_class)))
+        print("confusion matrix (rows: true class, columns: predicted):")
+        width, first = max(len(str(confusion.max())), *(len(c) for c in names), 2), max(4, *(len(c) for c in names))
+        print(" " * (first + 1) + " ".join(f"{c:>{width}}" for c in names))
+        for c, row in zip(names, confusion):
+            print(f"{c:>{first}} " + " ".join(f"{n:>{width}}" for n in row))
+        if args.plot:
+            print(f"confusion matrix drawn in {args.plot}")
+    return accuracy, per_class, confusion
+
+
+def _evaluate_file(args: argparse.Namespace, net: Network, plots: Any) -> dict[str, Any]:
+    """`evaluate --data`: a model's scores on a file's rows."""
+    table = tables.read(args.data, target=args.target, task=_file_task(net), classes=net.classes)
+    if table.y is None:
+        raise ValueError(f"{args.data} has no target column to score against (it has the model's {net.sizes[0]} features only)")
+    result: dict[str, Any] = {"command": "evaluate", "model": args.model, "data": args.data, "device": net.device}
+    what = os.path.basename(args.data)
+    if net.trained_on == f"file:{what}":
+        log.warning(
+            "warning: %s was trained on rows of a file named %s: this score is not measured on unseen rows alone",
+            args.model,
+            what,
+        )
+    if net.task == "regression":
+        metrics = net.metrics(table.X, table.y)
+        if not args.json:
+            print(f"RMSE {metrics['rmse']:.4g}, R² {metrics['r2']:.4f} on {what} ({len(table.X)} rows), {net.device}")
+        return {**result, "rmse": metrics["rmse"], "r2": metrics["r2"], "examples": len(table.X)}
+    accuracy, per_class, confusion = _confusion(args, net, table.X, table.y, what, plots, net.classes)
+    return {
+        **result,
+        "accuracy": accuracy,
+        "classes": list(net.classes or range(max(net.sizes[-1], 2))),
+        "per_class_accuracy": per_class.tolist(),
+        "confusion_matrix": confusion.tolist(),
+        "plot": args.plot,
+    }
+
+
+def _file_task(net: Network) -> str:
+    if net.task == "multilabel":
+        raise ValueError("a multi-label model's targets are several columns: score it from Python (Network.metrics)")
+    return "regression" if net.task == "regression" else "classification"
+
+
+def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.out.lower().endswith(".csv"):
+        raise ValueError(f"--out writes CSV: give a file name ending in .csv, got {args.out!r}")
+    files.writable(args.out)
+    net = load(args.model, device=args.device)
+    if args.proba and net.task == "regression":
+        raise ValueError(f"--proba gives class probabilities, and {args.model} is a regression")
+    table = tables.read(args.data, target=args.target, task=_file_task(net), classes=net.classes, n_features=net.sizes[0])
+    names, blocks = tabular.predictions(net, table.X, args.proba)
+    n = tabular.write_csv(args.out, names, blocks)
+    if not args.json:
+        print(f"{n} predictions of {args.model} for {args.data} written to {args.out}")
+    return {"command": "predict", "model": args.model, "data": args.data, "out": args.out, "rows": n, "columns": names}
+
+
+def _export(args: argparse.Namespace) -> dict[str, Any]:
+    from . import export
+
+    if not args.out.lower().endswith(".onnx"):
+        raise ValueError(f"export writes ONNX: give a file name ending in .onnx, got {args.out!r}")
+    files.writable(args.out)
+    model = formats.read_model(args.model)
+    export.write(model, args.out)
+    if not args.json:
+        print(f"{args.model} exported to {args.out} (ONNX; input 'x' of shape (N, {model.config.sizes[0]}), float32)")
+    return {"command": "export", "model": args.model, "out": args.out}
 
 
 def _info(args: argparse.Namespace) -> dict[str, Any]:
@@ -365,8 +519,17 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": str(e)}))
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    warnings.formatwarning = _warning_line
     try:
-        result = {"train": _train, "evaluate": _evaluate, "info": _info, "bench": _bench}[args.command](args)
+        commands = {
+            "train": _train,
+            "evaluate": _evaluate,
+            "predict": _predict,
+            "export": _export,
+            "info": _info,
+            "bench": _bench,
+        }
+        result = commands[args.command](args)
     except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError) as e:
         # An error every rank of a distributed run shares is told once, by rank 0.
         if not getattr(e, "agreed", False) or _rank() == 0:
@@ -382,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json and result:
         print(json.dumps(result))
     return 0
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    """A warning as the command's one line, not Python's two (file, line and source)."""
+    return f"warning: {message}\n"
 
 
 def _rank() -> int:

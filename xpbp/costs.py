@@ -1,11 +1,11 @@
-"""Cost functions C, each a small class in the manner of Nielsen's ``network2.py``.
+"""Cost functions C, each a small class in the manner of Nielsen's `network2.py`.
 
-For output activations ``a`` and targets ``y`` of shape ``(n_out, m)`` (examples as
+For output activations `a` and targets `y` of shape `(n_out, m)` (examples as
 columns):
 
-- ``fn(a, y)``: the cost Cₓ of each example, shape ``(m,)``;
-- ``prime(a, y)``: ∇ₐC, the gradient of Cₓ with respect to the output activations;
-- ``delta(z, a, y, activation)``: the output error δᴸ of equation BP1.
+- `fn(a, y)`: the cost Cₓ of each example, shape `(m,)`;
+- `prime(a, y)`: ∇ₐC, the gradient of Cₓ with respect to the output activations;
+- `delta(z, a, y, activation)`: the output error δᴸ of equation BP1.
 
 Logarithms are guarded at 0 and 1: a saturated output costs −ln(tiny) (about 87 in
 float32, 708 in float64) instead of ∞, and a term whose target is 0 costs nothing.
@@ -34,7 +34,7 @@ def _xlog(y: Any, a: Any) -> Any:
 
 class Cost:
     name = ""
-    # The output activation whose σ′ cancels in ``delta``; None means any elementwise one.
+    # The output activation whose σ′ cancels in `delta`; None means any elementwise one.
     requires: str | None = None
     # The learning rate Nielsen's examples use with this cost: fit's default for η.
     eta = 3.0
@@ -46,7 +46,7 @@ class Cost:
         raise NotImplementedError
 
     def delta(self, z: Any, a: Any, y: Any, activation: Activation, out: Any = None) -> Any:
-        """BP1: δᴸ = ∇ₐC ⊙ σ′(zᴸ). With ``out`` (a buffer of a's shape), δᴸ is written there
+        """BP1: δᴸ = ∇ₐC ⊙ σ′(zᴸ). With `out` (a buffer of a's shape), δᴸ is written there
         and σ′(zᴸ) over z, which nothing needs after BP1 (a must not be z): nothing is allocated."""
         if out is None:
             return self.prime(a, y) * activation.prime(z, a)
@@ -74,7 +74,7 @@ class SquaredErrorCost(QuadraticCost):
     """scikit-learn's squared error, Cₓ = ½‖y − a‖²/n_out (the mean over the outputs), with
     the gradient scikit-learn trains with: the quadratic cost's, ∇ₐC = a − y. For one output
     the two agree; for several, the gradient is n_out times the reported cost's, as in
-    scikit-learn's ``MLPRegressor`` (which ``xpbp.sklearn.MLPRegressor`` follows)."""
+    scikit-learn's `MLPRegressor` (which `xpbp.sklearn.MLPRegressor` follows)."""
 
     name = "squared_error"
 
@@ -121,7 +121,7 @@ class LogLikelihoodCost(Cost):
 
 class PoissonCost(Cost):
     """Half the Poisson deviance, Cₓ = Σⱼ [yⱼ ln(yⱼ/aⱼ) − yⱼ + aⱼ], for counts y ≥ 0 and an
-    exponential output layer (a = eᶻ > 0): scikit-learn's ``MLPRegressor(loss="poisson")``."""
+    exponential output layer (a = eᶻ > 0): scikit-learn's `MLPRegressor(loss="poisson")`."""
 
     name = "poisson"
     requires = "exp"
@@ -146,8 +146,8 @@ NAMES = tuple(_COSTS)
 
 
 def get(name: str, output: Activation | None = None) -> Cost:
-    """The cost called ``name``; ``ValueError`` if unknown, or if it does not pair with the
-    ``output`` layer's activation (when given)."""
+    """The cost called `name`; `ValueError` if unknown, or if it does not pair with the
+    `output` layer's activation (when given)."""
     if name not in _COSTS:
         raise ValueError(f"cost must be one of {', '.join(map(repr, _COSTS))}, got {name!r}")
     cost = _COSTS[name]()

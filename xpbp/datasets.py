@@ -1,21 +1,24 @@
 """Data sets: found, fetched, verified and cached; and the IDX reader behind them.
 
-``load(name, split)`` gives ``(X, y)``: X float32 in [0, 1] of shape ``(N, 784)``, y
-int64 labels of shape ``(N,)``. Names:
+`load(name, split)` gives `(X, y)`: X float32 in [0, 1] of shape `(N, 784)`, y
+int64 labels of shape `(N,)`. Names:
 
-- ``"mnist-sample"``: the real MNIST test split (10,000 digits) embedded in the package;
-  ``"train"`` is its first 8,000 digits and ``"test"`` the other 2,000.
-- ``"mnist"`` and ``"fashion-mnist"``: the full data sets, 60,000 training and 10,000
+- `"mnist-sample"`: the real MNIST test split (10,000 digits) embedded in the package;
+  `"train"` is its first 8,000 digits and `"test"` the other 2,000.
+- `"mnist"` and `"fashion-mnist"`: the full data sets, 60,000 training and 10,000
   test images of 28×28 each, in LeCun's IDX format.
 
-The files of a full data set are looked for, in order, in ``data_dir``, in
-``$XPBP_DATA/<name>/``, in the cache ``~/.cache/xpbp/<name>/`` (``$XDG_CACHE_HOME``
-is honoured), and for Fashion-MNIST in ``/usr/share/datasets/fashion-mnist/`` (the
-Debian package ``dataset-fashion-mnist``); each may be gzip-compressed (``.gz``) or not.
-Missing files are downloaded, when ``download`` is true, from the base URL of the data
-set (or ``$XPBP_DATA_URL``) into a temporary file, checked against the SHA-256 of its
+The files of a full data set are looked for, in order, in `data_dir`, in
+`$XPBP_DATA/<name>/`, in the cache `~/.cache/xpbp/<name>/` (`$XDG_CACHE_HOME`
+is honoured), and for Fashion-MNIST in `/usr/share/datasets/fashion-mnist/` (the
+Debian package `dataset-fashion-mnist`); each may be gzip-compressed (`.gz`) or not.
+Missing files are downloaded, when `download` is true, from the base URL of the data
+set (or `$XPBP_DATA_URL`) into a temporary file, checked against the SHA-256 of its
 decompressed contents, and only then renamed into the cache. Every file is checked
 against that SHA-256 each time it is read.
+
+`read(path, target=...)` reads a data file of the user's own instead (CSV, `.npz` or
+Parquet; `xpbp.tables.read`).
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from . import downloads
+from .tables import read
 
-__all__ = ["CLASSES", "DatasetError", "FEATURES", "NAMES", "load", "load_idx", "overlap", "parse_idx", "size"]
+__all__ = ["CLASSES", "DatasetError", "FEATURES", "NAMES", "load", "load_idx", "overlap", "parse_idx", "read", "size"]
 
 
 class DatasetError(RuntimeError):
@@ -100,12 +104,12 @@ DOWNLOAD_DEADLINE, DOWNLOAD_STALL = 600.0, 60.0
 
 
 def _gzip_bound(nbytes: int) -> int:
-    """The most a gzip file of ``nbytes`` of data can take (stored blocks: 5 bytes per 64 KiB, plus headers)."""
+    """The most a gzip file of `nbytes` of data can take (stored blocks: 5 bytes per 64 KiB, plus headers)."""
     return nbytes + nbytes // 1000 + 1024
 
 
 def _decompress(raw: bytes, source: str, limit: int) -> bytes:
-    """``raw`` itself, or its gzip contents, refused beyond ``limit`` bytes: a gzip bomb
+    """`raw` itself, or its gzip contents, refused beyond `limit` bytes: a gzip bomb
     stops at the limit instead of filling the memory."""
     if raw[:2] != b"\x1f\x8b":
         return raw
@@ -123,7 +127,7 @@ def _decompress(raw: bytes, source: str, limit: int) -> bytes:
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """Parse IDX bytes: a magic number 0x0000TTDD (type T, D dimensions), D big-endian
-    uint32 sizes, then the body. Raises ``ValueError`` naming what is wrong."""
+    uint32 sizes, then the body. Raises `ValueError` naming what is wrong."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES or data[3] == 0:
         raise ValueError(f"{source} is not an IDX file: bad magic number {data[:4].hex() or '(empty)'}")
     dtype, ndim = np.dtype(_IDX_TYPES[data[2]]), data[3]
@@ -145,12 +149,12 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
 
 def load_idx(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a NumPy array; files holding more
-    than ``max_bytes``, compressed or not, are refused before they are read whole."""
+    than `max_bytes`, compressed or not, are refused before they are read whole."""
     return parse_idx(_read(Path(path), max_bytes), str(path))
 
 
 def _read(path: Path, limit: int) -> bytes:
-    """The contents of the regular file ``path``, decompressed, of at most ``limit`` bytes."""
+    """The contents of the regular file `path`, decompressed, of at most `limit` bytes."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there does not block
         with os.fdopen(fd, "rb") as f:
@@ -165,7 +169,7 @@ def _read(path: Path, limit: int) -> bytes:
 
 
 def _verified(data: bytes, source: str, sha256: str) -> bytes:
-    """``data``, if its SHA-256 is ``sha256``."""
+    """`data`, if its SHA-256 is `sha256`."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise ValueError(f"{source} is corrupt or not the expected file: SHA-256 of its contents is {digest}, expected {sha256}")
@@ -176,7 +180,7 @@ def _verified(data: bytes, source: str, sha256: str) -> bytes:
 
 
 def cache_dir(name: str) -> Path:
-    """``~/.cache/xpbp/<name>`` (under ``$XDG_CACHE_HOME`` when set)."""
+    """`~/.cache/xpbp/<name>` (under `$XDG_CACHE_HOME` when set)."""
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "xpbp" / name
 
@@ -262,7 +266,7 @@ def _sample(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def size(name: str, split: str) -> int:
-    """How many examples ``load(name, split)`` gives, known without loading them."""
+    """How many examples `load(name, split)` gives, known without loading them."""
     _check(name, split)
     _, _, start, stop = _source(name, split)
     return stop - start
@@ -277,8 +281,8 @@ def _source(name: str, split: str) -> tuple[str, str, int, int]:
 
 
 def overlap(trained_on: str | None, name: str, split: str) -> int:
-    """How many of the examples of ``name``'s ``split`` are among those of ``trained_on``
-    (``"<data set>:<split>"``, as a model file records it); 0 when that is not known."""
+    """How many of the examples of `name`'s `split` are among those of `trained_on`
+    (`"<data set>:<split>"`, as a model file records it); 0 when that is not known."""
     _check(name, split)
     theirs = (trained_on or "").split(":")
     if len(theirs) != 2 or theirs[0] not in NAMES or theirs[1] not in ("train", "test"):
@@ -302,9 +306,9 @@ def load(
     download: bool = True,
     progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)`` of a data set's split: X float32 in [0, 1] of shape ``(N, 784)``, y int64
-    labels ``(N,)``. Raises :class:`DatasetError` when the files cannot be had, saying how
-    to place them by hand. ``progress``: a progress bar while downloading (None: when
+    """`(X, y)` of a data set's split: X float32 in [0, 1] of shape `(N, 784)`, y int64
+    labels `(N,)`. Raises `DatasetError` when the files cannot be had, saying how
+    to place them by hand. `progress`: a progress bar while downloading (None: when
     stderr is a terminal)."""
     _check(name, split)
     if data_dir is not None and not Path(data_dir).is_dir():

@@ -1,9 +1,9 @@
 """Data-parallel training across processes: MPI (mpi4py) on CPUs and between nodes,
 NCCL on GPUs.
 
-``Network.fit(X, y, ..., comm=MPI.COMM_WORLD)`` trains one network on P processes
-("ranks"), each holding the whole data set and calling ``fit`` with the same arguments.
-``batch_size`` is the *global* mini-batch, so P ranks train the same model one process
+`Network.fit(X, y, ..., comm=MPI.COMM_WORLD)` trains one network on P processes
+("ranks"), each holding the whole data set and calling `fit` with the same arguments.
+`batch_size` is the *global* mini-batch, so P ranks train the same model one process
 would (PyTorch's DDP and Horovod take a per-process batch instead):
 
 - every rank draws the same permutation each epoch and takes a contiguous slice of
@@ -12,21 +12,21 @@ would (PyTorch's DDP and Horovod take a per-process batch instead):
   gradient buffer, and one all-reduce (a sum) of that buffer per step gives every rank
   η∇C of the whole mini-batch; the L2 term and the update follow on every rank alike,
   so the replicas stay bit-identical;
-- rank 0's parameters, seed and epoch count are broadcast when ``fit`` starts; each
+- rank 0's parameters, seed and epoch count are broadcast when `fit` starts; each
   epoch's statistics (training cost, validation cost and accuracy, over validation
-  rows split between the ranks) are gathered in one small collective, so ``History``
+  rows split between the ranks) are gathered in one small collective, so `History`
   is the same everywhere.
 
 On the CPU the all-reduce is MPI's, on host arrays. On CUDA it is NCCL's, on the
 device, bootstrapped over the MPI communicator, with no host staging or
-synchronisation per step; each rank must have a GPU of its own (:func:`local_device`).
+synchronisation per step; each rank must have a GPU of its own (`local_device`).
 
 Every check that can fail on one rank is agreed by all before any raises
-(:meth:`Group.agree`), so all raise the same error; and an exception that nothing
+(`Group.agree`), so all raise the same error; and an exception that nothing
 catches ends the whole job (MPI_Abort) instead of leaving the other ranks waiting.
 
 This is the only module of xpbp that imports mpi4py or CuPy's NCCL bindings. Importing
-``mpi4py.MPI`` initialises MPI, so it is imported only when a run asks for it.
+`mpi4py.MPI` initialises MPI, so it is imported only when a run asks for it.
 """
 
 from __future__ import annotations
@@ -54,11 +54,14 @@ __all__ = ["Group", "agree", "agreeing", "launched_ranks", "local_device", "worl
 # Variables a launcher sets in each process it starts: MPICH's Hydra (and Slurm's PMI)
 # and Open MPI's.
 _LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
-_INSTALL_HINT = "pip install 'xpbp[mpi]' and an MPI: pip install mpich, or the MPI of your site"
+_INSTALL_HINT = (
+    "pip install mpi4py and an MPI: pip install mpich, or the MPI of your site "
+    "(in an xpbp checkout: pip install -e '.[mpi]' mpich)"
+)
 
 
 def _mpi() -> ModuleType:
-    """``mpi4py.MPI``, imported (and MPI initialised) on first use."""
+    """`mpi4py.MPI`, imported (and MPI initialised) on first use."""
     try:
         from mpi4py import MPI
     except ImportError as e:
@@ -74,7 +77,7 @@ def launched_ranks() -> int:
 
 
 def world() -> Any:
-    """``MPI.COMM_WORLD``, checked against the launcher (see :func:`_check_launch`)."""
+    """`MPI.COMM_WORLD`, checked against the launcher (see `_check_launch`)."""
     comm = _mpi().COMM_WORLD
     _check_launch(comm)
     return comm
@@ -94,9 +97,9 @@ def _check_launch(comm: Any) -> None:
 
 
 def local_device(comm: Any, device: str) -> str:
-    """The device of this rank for ``device``: a name with an index, or ``"cpu"``, is
-    itself; ``"cuda"`` (and ``"auto"``, where CUDA is usable) is the GPU of the rank's
-    local rank, its index among the ranks on its node (``MPI.COMM_TYPE_SHARED``)."""
+    """The device of this rank for `device`: a name with an index, or `"cpu"`, is
+    itself; `"cuda"` (and `"auto"`, where CUDA is usable) is the GPU of the rank's
+    local rank, its index among the ranks on its node (`MPI.COMM_TYPE_SHARED`)."""
     if device == "auto":
         device = "cuda" if backend.cuda_available() else "cpu"
     if ":" in device or device == "cpu":
@@ -145,8 +148,8 @@ REDUCERS: dict[str, Callable[[Any, str], Any]] = {"cpu": _Mpi, "cuda": _Nccl}
 
 
 class Group:
-    """The ranks of a data-parallel ``fit`` on an mpi4py communicator: this process's
-    ``rank``, their number ``size``, and the collectives training needs. Made with the
+    """The ranks of a data-parallel `fit` on an mpi4py communicator: this process's
+    `rank`, their number `size`, and the collectives training needs. Made with the
     network's device current, by every rank alike."""
 
     def __init__(self, comm: Any, device: str) -> None:
@@ -164,11 +167,11 @@ class Group:
         self.reducer = REDUCERS[kind](comm, device)
 
     def agree(self, error: BaseException | None) -> None:
-        """See :func:`agree`."""
+        """See `agree`."""
         agree(self.comm, error)
 
     def same(self, what: str, value: Any) -> None:
-        """Refuse, on every rank, a ``value`` that is not the same on all ranks."""
+        """Refuse, on every rank, a `value` that is not the same on all ranks."""
         values = self.comm.allgather(value)
         for rank, other in enumerate(values):
             if other != values[0]:
@@ -178,36 +181,36 @@ class Group:
                 )
 
     def distinct(self, what: str, value: Any) -> None:
-        """Refuse, on every rank, a ``value`` that two ranks share."""
+        """Refuse, on every rank, a `value` that two ranks share."""
         values = self.comm.allgather(value)
         for rank, other in enumerate(values):
             if values.index(other) != rank:
                 raise ValueError(f"ranks {values.index(other)} and {rank} share {what} {other}: each needs one of its own")
 
     def allreduce(self, buffer: Any) -> None:
-        """Sum ``buffer`` over the ranks, in place, where it lives."""
+        """Sum `buffer` over the ranks, in place, where it lives."""
         self.reducer.allreduce(buffer)
 
     def broadcast(self, buffer: Any) -> None:
-        """Rank 0's ``buffer`` on every rank, in place, where it lives."""
+        """Rank 0's `buffer` on every rank, in place, where it lives."""
         self.reducer.broadcast(buffer)
 
     def share(self, value: Any) -> Any:
-        """Rank 0's Python ``value`` (small), on every rank."""
+        """Rank 0's Python `value` (small), on every rank."""
         return self.comm.bcast(value, root=0)
 
     def gather(self, values: list[float]) -> list[list[float]]:
-        """Every rank's ``values``, in rank order, on every rank (one small collective)."""
+        """Every rank's `values`, in rank order, on every rank (one small collective)."""
         return self.comm.allgather(values)
 
     def slice(self, m: int) -> tuple[int, int]:
-        """This rank's contiguous share ``[lo, hi)`` of ``m`` examples (empty when m < size)."""
+        """This rank's contiguous share `[lo, hi)` of `m` examples (empty when m < size)."""
         return self.rank * m // self.size, (self.rank + 1) * m // self.size
 
 
 def agree(comm: Any, error: BaseException | None) -> None:
-    """Raise on every rank of ``comm`` the error of the first rank that had one, naming
-    that rank (the error's ``agreed`` is True); return on every rank when none had. A
+    """Raise on every rank of `comm` the error of the first rank that had one, naming
+    that rank (the error's `agreed` is True); return on every rank when none had. A
     collective: every rank must call it."""
     errors = comm.allgather(None if error is None else (type(error), str(error)))
     for rank, found in enumerate(errors):
@@ -223,7 +226,7 @@ def agree(comm: Any, error: BaseException | None) -> None:
 
 @contextlib.contextmanager
 def agreeing(comm: Any | None) -> Iterator[None]:
-    """Run the block on every rank of ``comm``, then :func:`agree`: an error the block
+    """Run the block on every rank of `comm`, then `agree`: an error the block
     raises on any rank is raised on all. The block must make no collective call. Without
     a communicator (None) the block just runs."""
     if comm is None:
@@ -239,7 +242,7 @@ def agreeing(comm: Any | None) -> Iterator[None]:
 
 def _abort_on_uncaught(comm: Any) -> None:
     """Make an exception that nothing catches end every rank of the job (MPI_Abort), as
-    ``python -m mpi4py`` does, instead of leaving the other ranks waiting in a collective."""
+    `python -m mpi4py` does, instead of leaving the other ranks waiting in a collective."""
     if getattr(sys.excepthook, "xpbp_aborts", False):
         return
     previous = sys.excepthook

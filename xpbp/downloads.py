@@ -1,6 +1,6 @@
 """Fetching a file over HTTP(S), with limits a hostile or broken server cannot get past.
 
-:func:`fetch` writes the response into a temporary file beside its destination and
+`fetch` writes the response into a temporary file beside its destination and
 renames it into place only once the caller's check of its contents passes, so that a
 failed download leaves nothing behind. A transfer may take at most a given number of
 bytes (with or without a Content-Length) and a deadline for the whole of it — the
@@ -68,9 +68,9 @@ def fetch(
     verify: Callable[[Path], Any],
     progress: bool = False,
 ) -> None:
-    """Download ``url`` to ``destination``: at most ``limit`` bytes, ``deadline`` seconds in
-    all and ``stall`` seconds between reads; ``verify(path)`` must accept the temporary
-    file before it is renamed into place. Raises one of :data:`FAILURES`, and leaves
+    """Download `url` to `destination`: at most `limit` bytes, `deadline` seconds in
+    all and `stall` seconds between reads; `verify(path)` must accept the temporary
+    file before it is renamed into place. Raises one of `FAILURES`, and leaves
     nothing behind, when any of that fails."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     files.sweep(destination, ".part")

@@ -1,9 +1,9 @@
 """Random draws that come out the same on every device: each epoch's order of the
 examples, the validation split carved from the training data, and the dropout masks.
 
-CuPy's random generators are not NumPy's, so a draw made with ``xp.random`` trains
+CuPy's random generators are not NumPy's, so a draw made with `xp.random` trains
 another network on a GPU than on the CPU from the same seed. Here nothing is drawn
-with ``xp.random``:
+with `xp.random`:
 
 - the **order** of an epoch and the **split** are drawn on the host, with NumPy, from
   the network's seed (and, for the order, the number of epochs trained), and sent to
@@ -23,10 +23,11 @@ import numpy as np
 
 from .backend import get_array_module, to_device
 
-__all__ = ["Dropout", "held_out", "order", "scramble", "split"]
+__all__ = ["TEST", "Dropout", "held_out", "order", "scramble", "split"]
 
 # Distinct streams for the draws made from one seed.
 _ORDER, _SPLIT, _DROPOUT = 0, 0x5EED5, 0xD207
+TEST = 0x7E57  # the stream of the test split `xpbp train --data` carves from a file
 
 
 def scramble(z: Any) -> Any:
@@ -39,18 +40,21 @@ def scramble(z: Any) -> Any:
 
 
 def order(seed: int, epochs_trained: int, n: int) -> np.ndarray:
-    """The order of ``n`` examples in the epoch after ``epochs_trained`` epochs: a
+    """The order of `n` examples in the epoch after `epochs_trained` epochs: a
     permutation drawn on the host from the seed and that count alone, so that a resumed
     run, a divergence replay and every rank and device draw the same one."""
     key = np.random.SeedSequence([seed, epochs_trained]).generate_state(1)[0]
     return np.random.RandomState(int(key)).permutation(n)
 
 
-def split(seed: int, n: int, fraction: float, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, held_out)``: the rows of ``n`` examples to train on and the rows held out,
-    each sorted. :func:`held_out` of them are held out, drawn from the seed; with
-    ``labels``, that many of each class (stratified)."""
-    rng = np.random.default_rng([seed, _SPLIT])
+def split(
+    seed: int, n: int, fraction: float, labels: np.ndarray | None = None, stream: int = _SPLIT
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(train, held_out)`: the rows of `n` examples to train on and the rows held out,
+    each sorted. `held_out` of them are held out, drawn from the seed (and
+    `stream`: the validation split's by default, `TEST` for a test split); with
+    `labels`, that many of each class (stratified)."""
+    rng = np.random.default_rng([seed, stream])
     if labels is None:
         held = rng.permutation(n)[: held_out(n, fraction)]
     else:
@@ -64,8 +68,8 @@ def split(seed: int, n: int, fraction: float, labels: np.ndarray | None = None) 
 
 
 def held_out(n: int, fraction: float, labels: np.ndarray | None = None) -> int:
-    """How many of ``n`` examples :func:`split` holds out for ``fraction``: f·n rounded, at
-    least one; with ``labels``, f of each class rounded, each class with two or more
+    """How many of `n` examples `split` holds out for `fraction`: f·n rounded, at
+    least one; with `labels`, f of each class rounded, each class with two or more
     examples keeping at least one on each side (and one in all, at least). It depends
     on the counts alone, not on the seed."""
     if labels is None:
@@ -79,7 +83,7 @@ def _of_class(k: int, fraction: float) -> int:
 
 
 class Dropout:
-    """Inverted dropout of hidden neurons with probability ``p``: each training step
+    """Inverted dropout of hidden neurons with probability `p`: each training step
     multiplies every hidden activation by a mask of 0 (dropped) or 1/(1 − p) (kept), so
     that the expected activation is unchanged and predicting needs no change.
 
@@ -94,15 +98,15 @@ class Dropout:
         self.scale = dtype.type(1.0 / (1.0 - p))
 
     def keys(self, seed: int, epochs_trained: int) -> list[Any]:
-        """Each hidden layer's neuron keys, ``(width, 1)`` uint64, for the epoch after
-        ``epochs_trained``: drawn on the host, sent to the device once per epoch."""
+        """Each hidden layer's neuron keys, `(width, 1)` uint64, for the epoch after
+        `epochs_trained`: drawn on the host, sent to the device once per epoch."""
         state = np.random.SeedSequence([seed, epochs_trained, _DROPOUT]).generate_state(len(self.widths), dtype=np.uint64)
         neurons = [np.arange(n, dtype=np.uint64)[:, None] for n in self.widths]
         return [to_device(scramble(j ^ key), self.device) for j, key in zip(neurons, state)]
 
     def masks(self, keys: list[Any], rows: Any, out: list[Any]) -> list[Any]:
-        """The masks of a mini-batch whose examples are the data's ``rows`` (an int array
-        on the device), written into ``out``, one ``(width, m)`` buffer per hidden layer."""
+        """The masks of a mini-batch whose examples are the data's `rows` (an int array
+        on the device), written into `out`, one `(width, m)` buffer per hidden layer."""
         examples = scramble(rows.astype(np.uint64) + np.uint64(_DROPOUT))[None, :]
         for key, mask in zip(keys, out):
             get_array_module(mask).multiply(scramble(key ^ examples) >= self.threshold, self.scale, out=mask)

@@ -2,10 +2,10 @@
 is moved by a small random shift and, optionally, mirrored left to right, so that the
 network sees a slightly different example every time.
 
-The shift (up to ``shift`` pixels each way, rows and columns drawn apart) and the mirror
+The shift (up to `shift` pixels each way, rows and columns drawn apart) and the mirror
 (with probability 1/2) of an example in an epoch are a hash of the network's seed, its
 epoch count and the example's row in the data — like the dropout masks
-(:mod:`xpbp.draws`): the same on every device, rank and replay. Pixels shifted in are 0.
+(`xpbp.draws`): the same on every device, rank and replay. Pixels shifted in are 0.
 The moved images are gathered on the device, one mini-batch at a time.
 """
 
@@ -24,8 +24,8 @@ _EXPAND = 0xE3A9D
 
 
 class Expansion:
-    """Shifts of up to ``shift`` pixels and, with ``mirror``, left-right mirror images of
-    examples that are ``height`` × ``width`` images stored row by row."""
+    """Shifts of up to `shift` pixels and, with `mirror`, left-right mirror images of
+    examples that are `height` × `width` images stored row by row."""
 
     def __init__(self, height: int, width: int, shift: int, mirror: bool, device: str) -> None:
         self.height, self.width, self.shift, self.mirror = height, width, shift, mirror
@@ -38,7 +38,7 @@ class Expansion:
         return np.random.SeedSequence([seed, epochs_trained, _EXPAND]).generate_state(1, dtype=np.uint64)[0]
 
     def apply(self, key: np.uint64, rows: Any, X: Any) -> Any:
-        """The examples ``X`` ``(m, height·width)`` (rows ``rows`` of the data), moved: a new array."""
+        """The examples `X` `(m, height·width)` (rows `rows` of the data), moved: a new array."""
         xp = get_array_module(X)
         m, n = X.shape
         h = scramble(rows.astype(np.uint64) ^ key)

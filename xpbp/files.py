@@ -1,19 +1,20 @@
 """Files written atomically and archives read without trusting them.
 
-**Writing.** :func:`write` puts an ``.npz`` archive where ``path`` names it without ever
+**Writing.** `write` puts an `.npz` archive where `path` names it without ever
 leaving a half-written file there: it writes a temporary file in the same directory,
 flushes it to disk, and renames it over the target. The target must be a regular file
 or not exist yet (a FIFO, a device or a directory is refused, untouched); through a
 symbolic link, the file the link points to is replaced and the link kept; an existing
 file keeps its permission bits, a new one gets those the umask allows. Temporary
-files are named ``.<name>.xpbp-<host>-<pid namespace>-<pid>-<random><suffix>`` (a
+files are named `.<name>.xpbp-<host>-<pid namespace>-<pid>-<random><suffix>` (a
 SHA-256 of the name stands for a name over 150 characters), so that a writer
 killed half-way (SIGKILL cannot be caught) can be told from one still running: the
 next write of the same file deletes the temporary files of writers on this host whose
-process is gone, and nothing else. :func:`temporary` and :func:`sweep` serve the
+process is gone, and nothing else. `replacing` does the same for any file written
+in one go (predictions, ONNX models); `temporary` and `sweep` serve the
 data-set downloads the same way.
 
-**Reading.** :class:`Archive` opens an ``.npz`` archive and reads one member at a time,
+**Reading.** `Archive` opens an `.npz` archive and reads one member at a time,
 checking the member's name, its storage and the shape and type its header declares
 against what the caller expects *before* reading its data, so that a crafted file
 (a compression bomb, a header declaring a terabyte, thousands of members) costs no
@@ -23,6 +24,7 @@ unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -31,12 +33,13 @@ import secrets
 import socket
 import stat
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["Archive", "sweep", "temporary", "writable", "write"]
+__all__ = ["Archive", "replacing", "sweep", "temporary", "writable", "write"]
 
 _MAX_MEMBERS = 4096  # far above what any xpbp file holds (2 per layer, and a few dozen more)
 _MAX_DIRECTORY = _MAX_MEMBERS * 160  # bytes of the archive's directory: 46 a member, its name, its extras
@@ -56,8 +59,8 @@ _NAMESPACE = _namespace()
 
 
 def writable(path: str | os.PathLike) -> Path:
-    """The regular file a write to ``path`` replaces or creates: ``path`` itself, or the
-    file its symbolic links lead to. Raises ``OSError`` naming the problem when the
+    """The regular file a write to `path` replaces or creates: `path` itself, or the
+    file its symbolic links lead to. Raises `OSError` naming the problem when the
     directory does not exist or cannot be written, or when the target exists and is
     not a regular file or cannot be replaced; nothing is touched."""
     text = os.fspath(path)
@@ -86,15 +89,15 @@ def writable(path: str | os.PathLike) -> Path:
 
 
 def _prefix(target: Path) -> str:
-    """The start of the names of ``target``'s temporary files: the file's own name, or a
+    """The start of the names of `target`'s temporary files: the file's own name, or a
     digest of it when it is too long to take the rest of a temporary name."""
     name = target.name if len(target.name) <= 150 else hashlib.sha256(target.name.encode(errors="surrogateescape")).hexdigest()
     return f".{name}.xpbp-{_HOST}-{_NAMESPACE}-"
 
 
 def temporary(target: Path, suffix: str) -> tuple[int, Path]:
-    """A new temporary file beside ``target``, open for writing: ``(fd, path)``. Its mode
-    is what the umask allows of 0666 (``os.open``'s rule), not ``mkstemp``'s 0600."""
+    """A new temporary file beside `target`, open for writing: `(fd, path)`. Its mode
+    is what the umask allows of 0666 (`os.open`'s rule), not `mkstemp`'s 0600."""
     while True:
         name = f"{_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
         try:
@@ -104,7 +107,7 @@ def temporary(target: Path, suffix: str) -> tuple[int, Path]:
 
 
 def sweep(target: Path, suffix: str) -> None:
-    """Delete the temporary files of ``target`` left by xpbp writers on this host, in this
+    """Delete the temporary files of `target` left by xpbp writers on this host, in this
     process namespace, whose process no longer runs. Other writers' files, and files
     xpbp did not name, stay."""
     pattern = re.compile(rf"{re.escape(_prefix(target))}(\d{{1,10}})-[0-9a-f]{{8}}{re.escape(suffix)}")
@@ -128,8 +131,10 @@ def _running(pid: int) -> bool:
     return True
 
 
-def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` with their format marker to ``path``, atomically (see the module's text)."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """A binary file to write that takes the place of `path` when the block ends without
+    an error, atomically (see the module's text); after an error, `path` is as it was."""
     target = writable(path)
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
@@ -140,8 +145,7 @@ def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, 
         with os.fdopen(fd, "wb") as f:
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
-            members: dict[str, Any] = {"format": np.array(format), "version": np.array(version), **arrays}
-            np.savez(f, **members)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         try:
@@ -155,8 +159,15 @@ def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, 
     _sync_directory(target.parent)
 
 
+def write(path: str | os.PathLike, format: str, version: int, arrays: dict[str, np.ndarray]) -> None:
+    """Write `arrays` with their format marker to `path`, atomically (see the module's text)."""
+    with replacing(path) as f:
+        members: dict[str, Any] = {"format": np.array(format), "version": np.array(version), **arrays}
+        np.savez(f, **members)
+
+
 def _sync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
+    """Make a rename in `directory` durable."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -174,10 +185,10 @@ class _Refused(ValueError):
 
 
 class Archive:
-    """An ``.npz`` archive open for checked reading; use it in a ``with`` block.
+    """An `.npz` archive open for checked reading; use it in a `with` block.
 
-    Every problem raises ``ValueError`` naming the file and ``what`` it should be
-    (``OSError`` for a file that cannot be opened at all)."""
+    Every problem raises `ValueError` naming the file and `what` it should be
+    (`OSError` for a file that cannot be opened at all)."""
 
     def __init__(self, path: str | os.PathLike, what: str) -> None:
         self.path, self.what = Path(path), what
@@ -242,7 +253,7 @@ class Archive:
         return _Refused(f"{self.path} is not a valid {self.what}: {problem}")
 
     def only(self, allowed: set[str]) -> None:
-        """Refuse members other than ``allowed``."""
+        """Refuse members other than `allowed`."""
         unknown = sorted(self.names - allowed)
         if unknown:
             shown = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -258,13 +269,13 @@ class Archive:
             raise self.error(f"{name} has no valid array header ({e})") from None
 
     def scalar(self, name: str, kinds: str) -> Any:
-        """Member ``name``: one value (an array of shape ``()``), as a Python number or str."""
+        """Member `name`: one value (an array of shape `()`), as a Python number or str."""
         return self.array(name, kinds, ()).item()
 
     def array(self, name: str, kinds: str, shape: tuple[int, ...] | None = None, longest: int = 1) -> np.ndarray:
-        """Member ``name``: an array whose dtype kind is in ``kinds`` (``"f"``, ``"iu"``,
-        ``"U"``, ``"b"``), of exactly ``shape``, or when it is None, of at most one
-        dimension and ``longest`` elements. Checked from its header before its data is read."""
+        """Member `name`: an array whose dtype kind is in `kinds` (`"f"`, `"iu"`,
+        `"U"`, `"b"`), of exactly `shape`, or when it is None, of at most one
+        dimension and `longest` elements. Checked from its header before its data is read."""
         if name not in self.names:
             raise self.error(f"{name!r} is missing")
         info = self._open.getinfo(f"{name}.npy")

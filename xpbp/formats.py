@@ -1,59 +1,58 @@
 """The two kinds of file xpbp writes, field by field: models and checkpoints.
 
-Both are ``.npz`` archives written and read by :mod:`xpbp.files` (atomically, without
+Both are `.npz` archives written and read by `xpbp.files` (atomically, without
 pickle, each member checked from its header before its data is read) with a format
 name and a version. A read checks every field against the format before it returns,
 so that a caller that gets a result can apply it whole: nothing is changed by a file
 that turns out to be bad half-way. A member the format does not name is refused.
 
-**Model**, format ``xpbp-model``, version 3 (:func:`write_model`, :func:`read_model`;
-versions 1 and 2 are read too: version 2 added ``trained_on``, version 3 ``task``;
-networks from files without a task are classifiers, as every network was then):
+**Model**, format `xpbp-model`, version 4 (`write_model`, `read_model`;
+versions 1 to 3 are read too: version 2 added `trained_on`, version 3 `task`, version 4
+`classes` and the scaling; networks from files without a task are classifiers, as every
+network was then). The page "The model file" of the docs shows a forward pass reading it
+with NumPy alone:
 
-============================  ==========================================================
-``sizes``                     int64, the layer widths, input first (2 to 1001 of them)
-``activation``                str, σ of the hidden layers
-``output_activation``         str, σ of the output layer
-``cost``                      str, the cost function's name
-``init``                      str, the initialisation the network was drawn with
-``dtype``                     str, ``float32`` or ``float64``
-``seed``                      int64, the network's seed
-``task``                      str, optional: ``classification``, ``multilabel`` or ``regression``
-                              (absent for a network not trained or told yet)
-``w0`` … ``w{L-1}``           the weight matrices, ``(sizes[l+1], sizes[l])``, finite in ``dtype``
-``b0`` … ``b{L-1}``           the bias vectors, ``(sizes[l+1], 1)``, finite in ``dtype``
-``trained_on``                str, optional: the data the network was trained on, as
-                              ``"<data set>:<split>"`` (``xpbp train`` records it)
-============================  ==========================================================
+| member | contents |
+|---|---|
+| `sizes` | int64, the layer widths, input first (2 to 1001 of them) |
+| `activation` | str, σ of the hidden layers |
+| `output_activation` | str, σ of the output layer |
+| `cost` | str, the cost function's name |
+| `init` | str, the initialisation the network was drawn with |
+| `dtype` | str, `float32` or `float64` |
+| `seed` | int64, the network's seed |
+| `task` | str, optional: `classification`, `multilabel` or `regression` (absent for a network not trained or told yet) |
+| `w0` … `w{L-1}` | the weight matrices, `(sizes[l+1], sizes[l])`, finite in `dtype` |
+| `b0` … `b{L-1}` | the bias vectors, `(sizes[l+1], 1)`, finite in `dtype` |
+| `trained_on` | str, optional: the data the network was trained on, as `"<data set>:<split>"` (`xpbp train` records it) |
+| `classes` | str, optional, `(k,)`: the label of each class index |
+| `scaling` | str, optional: `standard` or `minmax`, the kind of the input scaling |
+| `scaling_offset`, `scaling_scale` | float64 `(sizes[0],)` each, with `scaling`: the input is (x − offset) / scale |
+| `target_offset`, `target_scale` | float64 `(sizes[-1],)` each, optional: a regression predicts output · scale + offset |
 
-**Checkpoint**, format ``xpbp-checkpoint``, version 3 (:func:`write_checkpoint`,
-:func:`read_checkpoint`): the model's fields (the parameters after ``epoch``), then
+**Checkpoint**, format `xpbp-checkpoint`, version 3 (`write_checkpoint`,
+`read_checkpoint`): the model's fields (the parameters after `epoch`), then
 
-============================  ==========================================================
-``epoch``                     int64, the epochs of the run done (1 … ``run_epochs``)
-``epochs_trained``            int64, the network's epoch count, which keys each
-                              epoch's shuffle and dropout masks (with the seed)
-``run_<name>``                each setting of the run (``runs.Run``); a setting
-                              added in a later version is read with its default
-``optimizer``                 str, the optimizer's name (``optimizers.Spec``)
-``optimizer_<name>``          each of its settings
-``optimizer_step``            int64, the updates it has made
-``state_<slot>``              each of its state buffers, laid out like θ (SGD's
-                              ``velocity`` with momentum; Adam's ``m`` and ``v``)
-``history_<name>``            float64, each list of the run's ``History``, ``epoch`` long
-                              or empty (the validation lists without validation data)
-``history_best_epoch``        int64, the epoch early stopping keeps (0: none)
-``history_stopped_early``     bool, whether early stopping ended the run
-``watch_best``, ``watch_best_epoch``, ``watch_since``, ``watch_halvings``
-                              the state of early stopping and η halving (``stopping.Watch``)
-``best_theta``                θ of the best epoch, flat (only with early stopping)
-``data_train``                uint64, a fingerprint of the training data (X and targets)
-``data_validation``           uint64, one of the validation data (only when given apart)
-============================  ==========================================================
+| member | contents |
+|---|---|
+| `epoch` | int64, the epochs of the run done (1 … `run_epochs`) |
+| `epochs_trained` | int64, the network's epoch count, which keys each epoch's shuffle and dropout masks (with the seed) |
+| `run_<name>` | each setting of the run (`runs.Run`); a setting added in a later version is read with its default |
+| `optimizer` | str, the optimizer's name (`optimizers.Spec`) |
+| `optimizer_<name>` | each of its settings |
+| `optimizer_step` | int64, the updates it has made |
+| `state_<slot>` | each of its state buffers, laid out like θ (SGD's `velocity` with momentum; Adam's `m` and `v`) |
+| `history_<name>` | float64, each list of the run's `History`, `epoch` long or empty (validation lists, without validation) |
+| `history_best_epoch` | int64, the epoch early stopping keeps (0: none) |
+| `history_stopped_early` | bool, whether early stopping ended the run |
+| `watch_best`, `watch_best_epoch`, `watch_since`, `watch_halvings` | early stopping's and η halving's state (`stopping.Watch`) |
+| `best_theta` | θ of the best epoch, flat (only with early stopping) |
+| `data_train` | uint64, a fingerprint of the training data (X and targets) |
+| `data_validation` | uint64, one of the validation data (only when given apart) |
 
-Version 2 checkpoints (SGD's velocity as ``velocity``, the momentum as ``run_momentum``,
+Version 2 checkpoints (SGD's velocity as `velocity`, the momentum as `run_momentum`,
 no optimizer, early-stopping or task fields) resume as the runs they were: SGD with that
-momentum, a classification. Version 1 checkpoints (velocities as ``v0`` … ``v{2L-1}``, no
+momentum, a classification. Version 1 checkpoints (velocities as `v0` … `v{2L-1}`, no
 fingerprints) are refused with a message saying they come from an older xpbp.
 """
 
@@ -69,13 +68,24 @@ import numpy as np
 from . import files, optimizers, tasks, validation
 from .model import Config
 from .runs import Fingerprints, History, Run, State
+from .scaling import Scaling
 from .stopping import Watch
 from .workspace import Layout
 
 __all__ = ["Checkpoint", "Identity", "ModelFile", "read_checkpoint", "read_model", "write_checkpoint", "write_model"]
 
-MODEL = ("xpbp-model", 3)
-_MODELS_READ = (1, 2, 3)  # 2 added trained_on, 3 task
+MODEL = ("xpbp-model", 4)
+_MODELS_READ = (1, 2, 3, 4)  # 2 added trained_on, 3 task, 4 classes and scaling
+_MAX_CLASSES = 1 << 20
+_EXTRAS = {
+    "trained_on",
+    "classes",
+    "scaling",
+    "scaling_offset",
+    "scaling_scale",
+    "target_offset",
+    "target_scale",
+}  # a model's optional members
 CHECKPOINT = ("xpbp-checkpoint", 3)
 _CHECKPOINTS_READ = (2, 3)
 _TEXT = ("activation", "output_activation", "cost", "init", "dtype")
@@ -88,12 +98,16 @@ _WATCH = tuple(f.name for f in dataclasses.fields(Watch))
 @dataclass(frozen=True)
 class ModelFile:
     """A model file's contents, checked: its configuration, host copies of its
-    parameters in the configuration's dtype, and what it was trained on, if known."""
+    parameters in the configuration's dtype, what it was trained on, if known, its
+    classes' labels and its input scaling, if any."""
 
     config: Config
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     trained_on: str | None = None
+    classes: tuple[str, ...] | None = None
+    scaling: Scaling | None = None
+    target_scaling: Scaling | None = None
 
 
 @dataclass(frozen=True)
@@ -141,18 +155,68 @@ def _parameters(arrays: dict[str, np.ndarray], weights: list[np.ndarray], biases
 
 
 def write_model(path: str | os.PathLike, model: ModelFile) -> None:
-    known = {"trained_on": np.array(model.trained_on)} if model.trained_on is not None else {}
+    known: dict[str, np.ndarray] = {}
+    if model.trained_on is not None:
+        known["trained_on"] = np.array(model.trained_on)
+    if model.classes is not None:
+        known["classes"] = np.array(model.classes, dtype=str)
+    if model.scaling is not None:
+        known.update(scaling=np.array(model.scaling.kind), scaling_offset=model.scaling.offset, scaling_scale=model.scaling.scale)
+    if model.target_scaling is not None:
+        known.update(target_offset=model.target_scaling.offset, target_scale=model.target_scaling.scale)
     files.write(path, *MODEL, _parameters({**_config_arrays(model.config), **known}, model.weights, model.biases))
 
 
 def read_model(path: str | os.PathLike) -> ModelFile:
-    """The checked contents of a model file; ``ValueError`` naming the file and the problem."""
+    """The checked contents of a model file; `ValueError` naming the file and the problem."""
     with files.Archive(path, "xpbp model file") as archive:
         config = _header(archive, MODEL[0], _MODELS_READ)
-        archive.only(_names(config) | {"trained_on"})
+        archive.only(_names(config) | _EXTRAS)
         weights, biases = _model(archive, config)
         trained_on = archive.scalar("trained_on", "U") if "trained_on" in archive.names else None
-        return ModelFile(config, weights, biases, trained_on)
+        return ModelFile(
+            config, weights, biases, trained_on, _classes(archive, config), _scaling(archive, config), _target(archive, config)
+        )
+
+
+def _classes(archive: files.Archive, config: Config) -> tuple[str, ...] | None:
+    if "classes" not in archive.names:
+        return None
+    labels = archive.array("classes", "U", longest=_MAX_CLASSES)
+    if labels.ndim != 1 or len(labels) < 2 or len(set(labels.tolist())) != len(labels):
+        raise archive.error("classes must be two or more distinct labels")
+    if len(labels) != max(config.sizes[-1], 2):
+        raise archive.error(f"it has {len(labels)} class labels for an output layer of {config.sizes[-1]}")
+    return tuple(str(c) for c in labels)
+
+
+def _target(archive: files.Archive, config: Config) -> Scaling | None:
+    members = {"target_offset", "target_scale"} & archive.names
+    if not members:
+        return None
+    if len(members) < 2:
+        raise archive.error(f"its target scaling lacks {', '.join(sorted({'target_offset', 'target_scale'} - members))}")
+    n = config.sizes[-1]
+    offset, scale = (archive.array(k, "f", (n,)).astype(np.float64) for k in ("target_offset", "target_scale"))
+    try:
+        return Scaling("standard", offset, scale)
+    except ValueError as e:
+        raise archive.error(str(e)) from None
+
+
+def _scaling(archive: files.Archive, config: Config) -> Scaling | None:
+    members = {"scaling", "scaling_offset", "scaling_scale"} & archive.names
+    if not members:
+        return None
+    if len(members) < 3:
+        raise archive.error(f"its scaling lacks {', '.join(sorted({'scaling', 'scaling_offset', 'scaling_scale'} - members))}")
+    n = config.sizes[0]
+    kind = archive.scalar("scaling", "U")
+    offset, scale = (archive.array(k, "f", (n,)).astype(np.float64) for k in ("scaling_offset", "scaling_scale"))
+    try:
+        return Scaling(kind, offset, scale)
+    except ValueError as e:
+        raise archive.error(str(e)) from None
 
 
 def _header(archive: files.Archive, format: str, versions: tuple[int, ...]) -> Config:
@@ -194,7 +258,7 @@ def _model(archive: files.Archive, config: Config) -> tuple[list[np.ndarray], li
 
 
 def _floats(archive: files.Archive, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Member ``name`` in ``dtype``, refused when it is not finite there (also when a
+    """Member `name` in `dtype`, refused when it is not finite there (also when a
     narrowing cast overflows)."""
     stored = archive.array(name, "f", shape)
     with np.errstate(over="ignore"):
@@ -237,8 +301,8 @@ def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
 
 
 def read_checkpoint(path: str | os.PathLike, identity: Identity) -> State:
-    """Where the run ``identity`` describes stood when its checkpoint at ``path`` was
-    written, checked whole; ``ValueError`` naming the file and the first mismatch or damage."""
+    """Where the run `identity` describes stood when its checkpoint at `path` was
+    written, checked whole; `ValueError` naming the file and the first mismatch or damage."""
     with files.Archive(path, "xpbp checkpoint") as archive:
         config = _header(archive, CHECKPOINT[0], _CHECKPOINTS_READ)
         version = archive.scalar("version", "iu")
@@ -273,7 +337,7 @@ def _checkpoint_names(identity: Identity, slots: tuple[str, ...], version: int) 
 
 
 def _scalar_of(archive: files.Archive, name: str, like: Any) -> Any:
-    """Member ``name``, one value of the kind of ``like``."""
+    """Member `name`, one value of the kind of `like`."""
     if isinstance(like, (bool, np.bool_)):
         return archive.scalar(name, "b")
     if isinstance(like, str):

@@ -1,6 +1,6 @@
 """What a network is, apart from the values of its parameters: its configuration
-(:class:`Config`, what its files record) and the parts that compute with it
-(:class:`Model`: each layer's σ, the cost, the device). :class:`xpbp.Network` owns
+(`Config`, what its files record) and the parts that compute with it
+(`Model`: each layer's σ, the cost, the device). `xpbp.Network` owns
 both; the trainer and the files get them as these records, never the network itself.
 """
 
@@ -23,8 +23,8 @@ CHUNK = 8192  # examples per forward pass when scoring or predicting, to bound d
 
 @dataclass(frozen=True)
 class Config:
-    """What defines a network, apart from its parameters. ``task`` is None until the
-    network is told it or infers it from the targets of its first ``fit``."""
+    """What defines a network, apart from its parameters. `task` is None until the
+    network is told it or infers it from the targets of its first `fit`."""
 
     sizes: tuple[int, ...]
     activation: str
@@ -53,7 +53,7 @@ class Model:
         return validation.Inputs(self.sizes, self.dtype, self.device)
 
     def forward(self, weights: list[Any], biases: list[Any], a: Any) -> Any:
-        """The output activations for inputs ``a`` (examples as columns)."""
+        """The output activations for inputs `a` (examples as columns)."""
         for w, b, sigma in zip(weights, biases, self.sigmas):
             z = w @ a
             z += b  # z = w a + b
@@ -61,8 +61,8 @@ class Model:
         return a
 
     def totals(self, weights: list[Any], biases: list[Any], task: tasks.Task, X: Any, targets: tasks.Targets) -> Any:
-        """A 1-D array on the device: the summed cost over the rows of ``X``, the number of
-        rows whose outputs are not all finite, then the task's sums (``task.totals``)."""
+        """A 1-D array on the device: the summed cost over the rows of `X`, the number of
+        rows whose outputs are not all finite, then the task's sums (`task.totals`)."""
         xp = self.xp
         total = xp.zeros(2 + task.width(self.sizes[-1]), dtype=self.dtype)
         for k in range(0, X.shape[0], CHUNK):

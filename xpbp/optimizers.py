@@ -1,23 +1,23 @@
 """Optimizers: how a gradient moves the parameters, each one small class.
 
 θ (every w, then every b), the gradient and an optimizer's state buffers each lie in
-one flat buffer laid out alike (:class:`xpbp.workspace.Layout`), so an update is one
+one flat buffer laid out alike (`xpbp.workspace.Layout`), so an update is one
 fused operation over the whole network: one kernel on a GPU, a few ufuncs in place on
 the CPU, nothing allocated per step.
 
-An optimizer owns its state: the buffers (``slots``, each laid out like θ), allocated by
-:meth:`Optimizer.start` and kept from one ``fit`` to the next, so that an instance passed
+An optimizer owns its state: the buffers (`slots`, each laid out like θ), allocated by
+`Optimizer.start` and kept from one `fit` to the next, so that an instance passed
 to several fits goes on where the last one stopped (as a PyTorch optimizer does); a fresh
 instance, or a name, starts from zero. Checkpoints save
-:meth:`Optimizer.spec` (its settings) and :meth:`Optimizer.state` (its step count and
+`Optimizer.spec` (its settings) and `Optimizer.state` (its step count and
 buffers).
 
 The gradient an optimizer is handed is ∇C of the mini-batch's mean cost plus the
-regularisation term (:mod:`xpbp.regularization`), times :meth:`Optimizer.scale`: η
+regularisation term (`xpbp.regularization`), times `Optimizer.scale`: η
 for SGD, which folds the learning rate into backprop's last multiplication as Nielsen's
 update does, and 1 for Adam, whose moments are of the plain gradient.
 
-Adding an optimizer is one class here, and its name in :data:`OPTIMIZERS`.
+Adding an optimizer is one class here, and its name in `OPTIMIZERS`.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class Spec:
 
 
 class Optimizer:
-    """The interface: ``slots`` (the names of the state buffers), :meth:`scale`,
-    :meth:`update`; :meth:`start`, :meth:`state` and :meth:`restore` are shared."""
+    """The interface: `slots` (the names of the state buffers), `scale`,
+    `update`; `start`, `state` and `restore` are shared."""
 
     name: ClassVar[str] = ""
     eta: ClassVar[float | None] = None  # fit's default η with this optimizer (None: the cost's, Nielsen's)
@@ -76,15 +76,15 @@ class Optimizer:
         raise NotImplementedError
 
     def scale(self, eta: float) -> float:
-        """The factor the gradient handed to :meth:`update` carries."""
+        """The factor the gradient handed to `update` carries."""
         raise NotImplementedError
 
     def update(self, theta: Any, grad: Any, eta: float) -> None:
-        """One step on θ, in place, from ``grad`` (the gradient times :meth:`scale`)."""
+        """One step on θ, in place, from `grad` (the gradient times `scale`)."""
         raise NotImplementedError
 
     def start(self, theta: Any) -> None:
-        """Go on from the state buffers, when there are some that fit ``theta`` (its size,
+        """Go on from the state buffers, when there are some that fit `theta` (its size,
         dtype and device); else allocate zero ones laid out like it (on its device, which
         must be current) and count the steps from 0."""
         if self._fits(theta):
@@ -102,11 +102,11 @@ class Optimizer:
         return all(b.shape == theta.shape and b.dtype == theta.dtype and device_of(b) == device_of(theta) for b in ours)
 
     def state(self) -> tuple[int, list[Any]]:
-        """The step count and the state buffers (on the device), in ``slots`` order."""
+        """The step count and the state buffers (on the device), in `slots` order."""
         return self.step, self.buffers
 
     def restore(self, step: int, buffers: list[Any]) -> None:
-        """Take a step count and buffers (host or device arrays, in ``slots`` order)."""
+        """Take a step count and buffers (host or device arrays, in `slots` order)."""
         for target, value in zip(self.buffers, buffers):
             target[...] = value
         self.step = step
@@ -117,7 +117,7 @@ class Optimizer:
 
 @fuse
 def _momentum(xp: Any, grad: Any, mu: Any, theta: Any, v: Any) -> None:
-    """v ← μv − η∇C, then θ ← θ + v (``grad`` holds η∇C)."""
+    """v ← μv − η∇C, then θ ← θ + v (`grad` holds η∇C)."""
     v *= mu
     v -= grad
     theta += v
@@ -125,7 +125,7 @@ def _momentum(xp: Any, grad: Any, mu: Any, theta: Any, v: Any) -> None:
 
 @fuse
 def _nesterov(xp: Any, grad: Any, mu: Any, theta: Any, v: Any, s: Any) -> None:
-    """v ← μv − η∇C, then θ ← θ + μv − η∇C (``grad`` holds η∇C; ``s`` is scratch)."""
+    """v ← μv − η∇C, then θ ← θ + μv − η∇C (`grad` holds η∇C; `s` is scratch)."""
     v *= mu
     v -= grad
     xp.multiply(v, mu, out=s)
@@ -137,8 +137,8 @@ class SGD(Optimizer):
     """Stochastic gradient descent with heavy-ball momentum μ: v ← μv − η∇C, θ ← θ + v
     (with μ = 0, Nielsen's θ ← θ − η∇C, and no buffer at all).
 
-    ``nesterov=True``: Nesterov's momentum as Sutskever et al. (2013) write it for SGD and
-    ``torch.optim.SGD(nesterov=True)`` computes it, θ ← θ + μv − η∇C after the velocity's
+    `nesterov=True`: Nesterov's momentum as Sutskever et al. (2013) write it for SGD and
+    `torch.optim.SGD(nesterov=True)` computes it, θ ← θ + μv − η∇C after the velocity's
     update (the gradient is taken at θ, not at the look-ahead point).
     """
 
@@ -198,11 +198,11 @@ def _adam(xp: Any, g: Any, theta: Any, m: Any, v: Any, s: Any, b1: Any, b2: Any,
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015, Algorithm 1), as ``torch.optim.Adam`` computes it: with
+    """Adam (Kingma & Ba 2015, Algorithm 1), as `torch.optim.Adam` computes it: with
     g the gradient and t the step, m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g²,
     θ ← θ − η m̂ / (√v̂ + ε), where m̂ = m/(1 − β₁ᵗ) and v̂ = v/(1 − β₂ᵗ).
 
-    ``efficient=True``: the paper's "more efficient" order of computation (section 2),
+    `efficient=True`: the paper's "more efficient" order of computation (section 2),
     as scikit-learn's MLP computes it: ηₜ = η √(1 − β₂ᵗ)/(1 − β₁ᵗ), θ ← θ − ηₜ m / (√v + ε)
     (the same but for where ε enters).
     """
@@ -243,13 +243,13 @@ class Adam(Optimizer):
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
-NAMES = (*OPTIMIZERS, "nesterov")  # what ``fit`` and the command line take by name
+NAMES = (*OPTIMIZERS, "nesterov")  # what `fit` and the command line take by name
 
 
 def get(optimizer: Any, momentum: float) -> Optimizer:
-    """The optimizer ``fit`` was given: an instance as it is, or a name (:data:`NAMES`), made
-    with its defaults: ``"sgd"`` with ``fit``'s momentum, ``"nesterov"`` SGD with Nesterov
-    momentum of ``fit``'s momentum; None is ``"sgd"``."""
+    """The optimizer `fit` was given: an instance as it is, or a name (`NAMES`), made
+    with its defaults: `"sgd"` with `fit`'s momentum, `"nesterov"` SGD with Nesterov
+    momentum of `fit`'s momentum; None is `"sgd"`."""
     if isinstance(optimizer, Optimizer):
         if momentum:
             raise ValueError(

@@ -1,7 +1,7 @@
 """PNG figures for the command line: learning curves and confusion matrices.
 
-Needs matplotlib (``pip install 'xpbp[plot]'``); importing this module without it
-raises ``ImportError``, which the CLI turns into an install hint.
+Needs matplotlib (`pip install matplotlib`; in a checkout `pip install -e '.[plot]'`); importing this module without it
+raises `ImportError`, which the CLI turns into an install hint.
 """
 
 from __future__ import annotations

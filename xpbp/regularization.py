@@ -1,9 +1,9 @@
 """Regularisation of the weights (never the biases), Nielsen's chapter 3, each one class:
-its term in the cost and its term in the gradient, for λ (``lmbda``) over the N training
+its term in the cost and its term in the gradient, for λ (`lmbda`) over the N training
 examples.
 
-- :class:`L2`: C = C₀ + (λ/2N) Σ w², gradient term (λ/N) w (weight decay);
-- :class:`L1`: C = C₀ + (λ/N) Σ |w|, gradient term (λ/N) sgn(w), so that plain SGD takes
+- `L2`: C = C₀ + (λ/2N) Σ w², gradient term (λ/N) w (weight decay);
+- `L1`: C = C₀ + (λ/N) Σ |w|, gradient term (λ/N) sgn(w), so that plain SGD takes
   w ← w − (ηλ/N) sgn(w) − η∂C₀/∂w, with sgn(0) = 0.
 
 The gradient term is added to the gradient of the cost whichever optimizer then uses it.
@@ -24,7 +24,7 @@ class Regularization:
     name: ClassVar[str] = ""
 
     def add(self, grad_w: Any, w: Any, factor: float, scratch: Any) -> None:
-        """grad_w += factor · (the term's gradient at w), through ``scratch`` (w's shape)."""
+        """grad_w += factor · (the term's gradient at w), through `scratch` (w's shape)."""
         raise NotImplementedError
 
     def cost(self, weights: list[Any], decay: float) -> Any:

@@ -1,8 +1,8 @@
-"""One run of ``fit``, described: what it is given, each part checked before any work
-starts (:class:`Run`, :class:`Data`, :class:`Execution`, together a :class:`Plan`), where
-it stands after an epoch (:class:`State`, what a checkpoint saves), and what it gives
-back (:class:`History`) or why it stopped (:class:`DivergenceError`,
-:class:`DeviceMemoryError`). :mod:`xpbp.training` carries a run out.
+"""One run of `fit`, described: what it is given, each part checked before any work
+starts (`Run`, `Data`, `Execution`, together a `Plan`), where
+it stands after an epoch (`State`, what a checkpoint saves), and what it gives
+back (`History`) or why it stopped (`DivergenceError`,
+`DeviceMemoryError`). `xpbp.training` carries a run out.
 """
 
 from __future__ import annotations
@@ -36,17 +36,17 @@ __all__ = [
 
 @dataclass
 class History:
-    """What ``fit`` saw, one entry per epoch in each list. The validation lists stay
+    """What `fit` saw, one entry per epoch in each list. The validation lists stay
     empty without validation data, and hold only the task's scores: a classification's
-    ``val_accuracy``, a regression's ``val_rmse`` and ``val_r2``.
+    `val_accuracy`, a regression's `val_rmse` and `val_r2`.
 
-    ``train_cost`` is the mean cost of the epoch's mini-batches, each evaluated as
+    `train_cost` is the mean cost of the epoch's mini-batches, each evaluated as
     it was trained on (so it costs no extra pass over the data, and with dropout it is
     the cost of the thinned networks), plus the regularisation term at the epoch's end
     (½(λ/N)Σ‖w‖² for L2, (λ/N)Σ|w| for L1) when λ > 0.
 
-    ``best_epoch`` is the epoch whose parameters early stopping kept (None without it);
-    ``stopped_early`` says whether it ended the run before ``epochs``.
+    `best_epoch` is the epoch whose parameters early stopping kept (None without it);
+    `stopped_early` says whether it ended the run before `epochs`.
     """
 
     train_cost: list[float] = field(default_factory=list)
@@ -70,8 +70,8 @@ class History:
 
 class DivergenceError(ArithmeticError):
     """Training produced a NaN or Inf cost or parameter. The network keeps the last
-    finite parameters; ``epoch`` and ``batch`` (1-based, None when the replay could not
-    pin it down) say where, ``history`` holds the epochs completed before."""
+    finite parameters; `epoch` and `batch` (1-based, None when the replay could not
+    pin it down) say where, `history` holds the epochs completed before."""
 
     def __init__(self, message: str, *, epoch: int, batch: int | None, history: History) -> None:
         super().__init__(message)
@@ -92,12 +92,12 @@ class DeviceMemoryError(MemoryError):
 
 @dataclass(frozen=True)
 class Run:
-    """The settings of one call of ``fit`` (the optimizer's apart: :class:`Plan`): what its
+    """The settings of one call of `fit` (the optimizer's apart: `Plan`): what its
     checkpoints record, and what a run resumed from one must match. A setting added later
     gets a default here, so that checkpoints written before it still resume.
-    ``examples`` is N, the number of examples trained on (after any held out), and
-    ``monitor`` the validation score that early stopping and η halving watch ("" when
-    neither is on); 0 turns ``early_stopping`` and ``halve_eta`` off."""
+    `examples` is N, the number of examples trained on (after any held out), and
+    `monitor` the validation score that early stopping and η halving watch ("" when
+    neither is on); 0 turns `early_stopping` and `halve_eta` off."""
 
     examples: int
     epochs: int
@@ -120,7 +120,7 @@ class Run:
     decay_over: str = "data"  # λ over the N examples ("data", Nielsen's) or over each mini-batch ("batch", scikit-learn's α)
 
     def eta_at(self, epoch: int, watch: stopping.Watch) -> float:
-        """The learning rate of ``epoch`` (1-based): η/(1 + eta_decay·(epoch − 1)), halved as often as ``watch`` says."""
+        """The learning rate of `epoch` (1-based): η/(1 + eta_decay·(epoch − 1)), halved as often as `watch` says."""
         rate = self.eta / (1.0 + self.eta_decay * (epoch - 1))
         return rate * watch.eta_factor if watch.halvings else rate
 
@@ -140,7 +140,7 @@ class Run:
 
     @property
     def expanding(self) -> bool:
-        """Whether the training images are shifted or mirrored (:mod:`xpbp.expand`)."""
+        """Whether the training images are shifted or mirrored (`xpbp.expand`)."""
         return bool(self.shift or self.mirror)
 
     @property
@@ -160,9 +160,9 @@ class Run:
         data: Data | None,
         **settings: Any,
     ) -> Run:
-        """``fit``'s settings (by its names) for ``examples`` examples of ``features`` inputs
-        trained ``using`` an optimizer, each checked, with a
-        message naming the first bad one; N after any validation split. Without ``data``
+        """`fit`'s settings (by its names) for `examples` examples of `features` inputs
+        trained `using` an optimizer, each checked, with a
+        message naming the first bad one; N after any validation split. Without `data`
         (the command line checks its settings before loading any), validation data is
         taken to be there, and N is counted as if the split were not stratified."""
         fraction = real(settings["validation_fraction"] or 0.0, "validation_fraction", 0.0, 1.0, high_open=True)
@@ -211,7 +211,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Held:
-    """Examples on the device, as rows: X ``(n, n_in)`` and their targets."""
+    """Examples on the device, as rows: X `(n, n_in)` and their targets."""
 
     X: Any
     targets: tasks.Targets
@@ -220,7 +220,7 @@ class Held:
 @dataclass(frozen=True)
 class Fingerprints:
     """Fingerprints of a run's training data and of its validation data, if given
-    (:func:`xpbp.validation.fingerprint`)."""
+    (`xpbp.validation.fingerprint`)."""
 
     train: int
     validation: int | None = None
@@ -228,16 +228,16 @@ class Fingerprints:
 
 @dataclass(frozen=True)
 class Data:
-    """A run's data on the device: ``train``, all the examples given, and ``validation``,
-    given apart or None (a run with ``validation_fraction`` carves its own out of
-    ``train`` when it starts: :meth:`carve`)."""
+    """A run's data on the device: `train`, all the examples given, and `validation`,
+    given apart or None (a run with `validation_fraction` carves its own out of
+    `train` when it starts: `carve`)."""
 
     train: Held
     validation: Held | None = None
 
     @classmethod
     def checked(cls, model: Model, task: tasks.Task, X: Any, y: Any, validation_data: Any, sample_weight: Any = None) -> Data:
-        """``fit``'s data, each part validated and brought to the network's device."""
+        """`fit`'s data, each part validated and brought to the network's device."""
         if validation_data is not None and (not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         inputs, n_out = model.inputs, model.sizes[-1]
@@ -275,7 +275,7 @@ class Data:
 
     def carve(self, seed: int, fraction: float, labels: np.ndarray | None) -> tuple[np.ndarray, Held]:
         """The rows to train on (on the host) and the validation examples held out of them
-        (copied on the device), split by :func:`xpbp.draws.split`."""
+        (copied on the device), split by `xpbp.draws.split`."""
         train, held = draws.split(seed, self.train.X.shape[0], fraction, labels)
         X, targets = self.train.X, self.train.targets
         index = backend.to_device(held, backend.device_of(X))
@@ -287,8 +287,8 @@ class Data:
 class Execution:
     """How a run is carried out, which its results do not depend on: a progress bar or
     not, how many BLAS threads the CPU's matrix products may use (None: as many as the
-    BLAS library has; see :mod:`xpbp.threads`), and the ranks of a data-parallel run
-    (None: this process alone; see :mod:`xpbp.distributed`)."""
+    BLAS library has; see `xpbp.threads`), and the ranks of a data-parallel run
+    (None: this process alone; see `xpbp.distributed`)."""
 
     progress: bool = False
     threads: int | None = None
@@ -297,9 +297,9 @@ class Execution:
 
 @dataclass(frozen=True)
 class State:
-    """Where a run stands after ``epoch`` of its epochs, on the host: what a checkpoint
-    saves and a resumed run takes back. ``theta`` and the optimizer's ``slots`` (its
-    buffers, in its ``slots`` order) are flat; ``best`` is θ of the best epoch, kept
+    """Where a run stands after `epoch` of its epochs, on the host: what a checkpoint
+    saves and a resumed run takes back. `theta` and the optimizer's `slots` (its
+    buffers, in its `slots` order) are flat; `best` is θ of the best epoch, kept
     for early stopping (None without it)."""
 
     epoch: int
@@ -315,7 +315,7 @@ class State:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything ``fit`` was given, checked before any work starts, with the defaults
+    """Everything `fit` was given, checked before any work starts, with the defaults
     filled in: Nielsen's 30 epochs, mini-batches of 10 (N when N < 10), and the cost's
     η for SGD (Adam's 0.001 for Adam)."""
 
@@ -335,7 +335,7 @@ class Plan:
 
     @classmethod
     def checked(cls, model: Model, config: Config, X: Any, y: Any, validation_data: Any, **settings: Any) -> Plan:
-        """``fit``'s arguments (``settings``: its keyword arguments), each validated, with a
+        """`fit`'s arguments (`settings`: its keyword arguments), each validated, with a
         message naming the first bad one; in a data-parallel run, what one rank refuses,
         all refuse."""
         comm = settings["comm"]
@@ -382,7 +382,7 @@ def _shift(value: Any) -> int:
 
 
 def _image(shape: Any, features: int, shift: int) -> tuple[int, int]:
-    """The examples' (height, width) as images: ``shape``, or the square that ``features``
+    """The examples' (height, width) as images: `shape`, or the square that `features`
     pixels make when it is None."""
     if shape is None:
         side = int(round(features**0.5))

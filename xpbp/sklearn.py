@@ -1,9 +1,9 @@
-"""scikit-learn estimators on :class:`xpbp.Network`: :class:`MLPClassifier` and
-:class:`MLPRegressor`, drop-ins for scikit-learn's own MLP; and :class:`XPBPClassifier`, an
-estimator in Nielsen's terms (``eta``, ``lmbda``, ``epochs``).
+"""scikit-learn estimators on `xpbp.Network`: `MLPClassifier` and
+`MLPRegressor`, drop-ins for scikit-learn's own MLP; and `XPBPClassifier`, an
+estimator in Nielsen's terms (`eta`, `lmbda`, `epochs`).
 
-Needs scikit-learn (``pip install 'xpbp[sklearn]'``). Labels may be any values
-scikit-learn accepts for classification; they are encoded as ``classes_`` indices and
+Needs scikit-learn (`pip install scikit-learn`; in a checkout `pip install -e '.[sklearn]'`). Labels may be any values
+scikit-learn accepts for classification; they are encoded as `classes_` indices and
 one-hot targets internally. Inputs are validated by scikit-learn's own helpers, so
 errors read as scikit-learn's do.
 """
@@ -30,7 +30,10 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as e:
-    raise ImportError(f"xpbp.sklearn needs scikit-learn ({e}); install it with: pip install 'xpbp[sklearn]'") from None
+    raise ImportError(
+        f"xpbp.sklearn needs scikit-learn ({e}); install it with: pip install scikit-learn "
+        "(in an xpbp checkout: pip install -e '.[sklearn]')"
+    ) from None
 
 from . import optimizers
 from .backend import device_of, to_device, to_numpy, using
@@ -45,28 +48,39 @@ _OUTPUT = {"log_likelihood": "softmax", "cross_entropy": "sigmoid", "quadratic":
 
 class XPBPClassifier(ClassifierMixin, BaseEstimator):
     """A fully-connected network trained by backpropagation (BP1–BP4) with mini-batch SGD,
-    in Nielsen's terms (``eta``, ``lmbda``, ``epochs``): the estimator xpbp had before the
-    drop-ins. For code written for scikit-learn's MLP, use :class:`MLPClassifier`; both
-    predict through :meth:`xpbp.Network.outputs`.
+    in Nielsen's terms (`eta`, `lmbda`, `epochs`): the estimator xpbp had before the
+    drop-ins. For code written for scikit-learn's MLP, use `MLPClassifier`; both
+    predict through `xpbp.Network.outputs`.
 
     Parameters
     ----------
-    hidden_layer_sizes : widths of the hidden layers (an int for one hidden layer).
-    activation : σ of the hidden layers: ``"sigmoid"``, ``"tanh"``, ``"relu"`` or ``"identity"``.
-    cost : ``"log_likelihood"`` (softmax output), ``"cross_entropy"`` or ``"quadratic"`` (sigmoid output).
-    epochs, batch_size, eta, lmbda, momentum : as in :meth:`xpbp.Network.fit`; ``batch_size`` is
+    hidden_layer_sizes
+        widths of the hidden layers (an int for one hidden layer).
+    activation
+        σ of the hidden layers: `"sigmoid"`, `"tanh"`, `"relu"` or `"identity"`.
+    cost
+        `"log_likelihood"` (softmax output), `"cross_entropy"` or `"quadratic"` (sigmoid output).
+    epochs, batch_size, eta, lmbda, momentum
+        as in `xpbp.Network.fit`; `batch_size` is
         capped at the number of training examples.
-    device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    dtype : ``"float64"`` (default, so predictions do not depend on how the rows are batched)
-        or ``"float32"``.
-    random_state : None, an int or a ``numpy.random.RandomState``; seeds initialisation and shuffling.
+    device
+        `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
+    dtype
+        `"float64"` (default, so predictions do not depend on how the rows are batched)
+        or `"float32"`.
+    random_state
+        None, an int or a `numpy.random.RandomState`; seeds initialisation and shuffling.
 
     Attributes
     ----------
-    classes_ : the class labels seen by ``fit``.
-    network_ : the trained :class:`xpbp.Network`.
-    history_ : its :class:`xpbp.History`.
-    n_features_in_ : the number of input features.
+    classes_
+        the class labels seen by `fit`.
+    network_
+        the trained `xpbp.Network`.
+    history_
+        its `xpbp.History`.
+    n_features_in_
+        the number of input features.
     """
 
     def __init__(
@@ -164,8 +178,8 @@ _MLP: Any = object  # typed as Any: what the mixin reads (self.solver, self.coef
 
 class _OnXpbp(_MLP):
     """What both drop-ins change in scikit-learn's MLP: its training loops drive an
-    :class:`xpbp.training.Trainer` (BP1–BP4 on ``device``) and its forward pass is
-    :meth:`xpbp.Network.outputs`; the rest (validation, attributes, initialisation,
+    `xpbp.training.Trainer` (BP1–BP4 on `device`) and its forward pass is
+    `xpbp.Network.outputs`; the rest (validation, attributes, initialisation,
     shuffling, schedules, stopping, scoring) is scikit-learn's own code."""
 
     _live: Network | None = None  # the network being trained, while a fit runs
@@ -189,7 +203,7 @@ class _OnXpbp(_MLP):
         return "multilabel" if self._label_binarizer.y_type_ == "multilabel-indicator" else "classification"
 
     def _network(self, dtype: Any) -> Network:
-        """The network of ``coefs_`` and ``intercepts_`` (scikit-learn's orientation: w is coefs_ᵀ)."""
+        """The network of `coefs_` and `intercepts_` (scikit-learn's orientation: w is coefs_ᵀ)."""
         output, cost = _OUTPUT_LAYER[self.out_activation_]
         sizes = [self.coefs_[0].shape[0], *(c.shape[1] for c in self.coefs_)]
         key = (tuple(sizes), self.activation, output, str(np.dtype(dtype)), self.device, self._task())
@@ -238,7 +252,7 @@ class _OnXpbp(_MLP):
         return schedule, optimizers.Adam(self.beta_1, self.beta_2, self.epsilon, efficient=True)
 
     def _split(self, X: Any, y: Any, sample_weight: Any) -> tuple[Any, Any, Any, tuple[Any, Any, Any]]:
-        """The rows trained on, and the held-out ``(X, y, sample_weight)`` when early stopping (as scikit-learn carves it)."""
+        """The rows trained on, and the held-out `(X, y, sample_weight)` when early stopping (as scikit-learn carves it)."""
         if not self.early_stopping:
             return X, y, sample_weight, (None, None, None)
         stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
@@ -316,7 +330,7 @@ class _OnXpbp(_MLP):
             self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
 
     def _epochs(self, trainer: Any, net: Network, held: tuple[Any, Any, Any], n: int, incremental: bool) -> None:
-        """scikit-learn's epoch loop, each epoch one :meth:`xpbp.training.Trainer.epoch`."""
+        """scikit-learn's epoch loop, each epoch one `xpbp.training.Trainer.epoch`."""
         sample_idx = np.arange(n, dtype=int)
         self.n_iter_ = 0
         for _ in range(self.max_iter):
@@ -380,7 +394,7 @@ class _OnXpbp(_MLP):
             del self._lbfgs
 
     def _loss_grad_lbfgs(self, packed: Any, X: Any, y: Any, sample_weight: Any, *work: Any) -> tuple[float, np.ndarray]:
-        """scikit-learn's loss and its gradient, packed its way, at ``packed``: from BP1–BP4 on the device."""
+        """scikit-learn's loss and its gradient, packed its way, at `packed`: from BP1–BP4 on the device."""
         trainer, index = self._lbfgs
         trainer.theta[...] = to_device(np.asarray(packed)[index].astype(trainer.theta.dtype), device_of(trainer.theta))
         cost, grad = trainer.gradient()
@@ -394,8 +408,8 @@ def _dense(X: Any) -> Any:
 
 
 def _packed_index(layer_units: list[int]) -> np.ndarray:
-    """Where each element of xpbp's θ (every w ``(out, in)``, then every b) lies in scikit-learn's
-    packed vector (every coef ``(in, out)``, raveled, then every intercept)."""
+    """Where each element of xpbp's θ (every w `(out, in)`, then every b) lies in scikit-learn's
+    packed vector (every coef `(in, out)`, raveled, then every intercept)."""
     parts, start = [], 0
     for n_in, n_out in zip(layer_units[:-1], layer_units[1:]):
         parts.append(start + np.arange(n_in * n_out).reshape(n_in, n_out).T.ravel())
@@ -405,12 +419,12 @@ def _packed_index(layer_units: list[int]) -> np.ndarray:
 
 
 class MLPClassifier(_OnXpbp, sklearn_mlp.MLPClassifier):
-    """scikit-learn's :class:`sklearn.neural_network.MLPClassifier`, trained by xpbp: the same
+    """scikit-learn's `sklearn.neural_network.MLPClassifier`, trained by xpbp: the same
     parameters, defaults, attributes, methods, warnings and errors (they are scikit-learn's own
-    code), with BP1–BP4 and the update on ``device``. Extra parameters, off by default:
+    code), with BP1–BP4 and the update on `device`. Extra parameters, off by default:
 
-    device : ``"cpu"`` (default), ``"auto"``, ``"cuda"``, ``"cuda:N"`` (or ``"strict"``, the test device).
-    dtype : None (the data's: float64, or float32 kept as float32), ``"float32"`` or ``"float64"``.
+    device : `"cpu"` (default), `"auto"`, `"cuda"`, `"cuda:N"` (or `"strict"`, the test device).
+    dtype : None (the data's: float64, or float32 kept as float32), `"float32"` or `"float64"`.
     dropout : drop each hidden neuron with this probability in training (stochastic solvers).
 
     See the documentation's "Coming from scikit-learn" page for where results can differ.
@@ -477,8 +491,8 @@ class MLPClassifier(_OnXpbp, sklearn_mlp.MLPClassifier):
 
 
 class MLPRegressor(_OnXpbp, sklearn_mlp.MLPRegressor):
-    """scikit-learn's :class:`sklearn.neural_network.MLPRegressor` (``loss="squared_error"`` or
-    ``"poisson"``), trained by xpbp, with the extra parameters of :class:`MLPClassifier`."""
+    """scikit-learn's `sklearn.neural_network.MLPRegressor` (`loss="squared_error"` or
+    `"poisson"`), trained by xpbp, with the extra parameters of `MLPClassifier`."""
 
     _parameter_constraints: dict = {**sklearn_mlp.MLPRegressor._parameter_constraints, **_EXTRA}
 

@@ -1,12 +1,12 @@
 """Watching a validation score from epoch to epoch: early stopping by "no improvement in
 n epochs" and Nielsen's schedule that halves η when the score stops improving (ch. 3).
 
-A :class:`Watch` is the state of that watching after an epoch, a small frozen record:
+A `Watch` is the state of that watching after an epoch, a small frozen record:
 the best score and its epoch, how many epochs have passed since the score last
 improved by more than the tolerance, and how often η was halved. A checkpoint saves it,
 so that a resumed run stops, and halves, where an unbroken one would.
 
-An epoch *improves* when its score beats the best by more than ``tol`` (higher for an
+An epoch *improves* when its score beats the best by more than `tol` (higher for an
 accuracy or R², lower for a cost or RMSE); the best score and epoch follow every new
 best, however small (as scikit-learn's MLP counts them). A NaN score never improves.
 """
@@ -26,7 +26,7 @@ HALVINGS = 7
 
 @dataclass(frozen=True)
 class Watch:
-    """The state after ``best_epoch`` … epochs; see the module's docstring."""
+    """The state after `best_epoch` … epochs; see the module's docstring."""
 
     best: float = math.nan  # the best score so far (NaN before the first finite one)
     best_epoch: int = 0  # the epoch of the run that scored it (1-based; 0: none yet)
@@ -34,8 +34,8 @@ class Watch:
     halvings: int = 0  # how often η has been halved
 
     def seen(self, epoch: int, score: float, *, higher: bool, tol: float, halve_after: int) -> Watch:
-        """The state after ``epoch`` scored ``score``; η is halved (and the count of
-        epochs without improvement starts again) after ``halve_after`` such epochs."""
+        """The state after `epoch` scored `score`; η is halved (and the count of
+        epochs without improvement starts again) after `halve_after` such epochs."""
         sign = 1.0 if higher else -1.0
         first = math.isnan(self.best)
         improved = not math.isnan(score) and (first or sign * (score - self.best) > tol)
@@ -51,8 +51,8 @@ class Watch:
         return watch
 
     def stops(self, patience: int, halve_after: int) -> bool:
-        """Whether training ends here: ``patience`` epochs without improvement (0: never),
-        or η halved :data:`HALVINGS` times."""
+        """Whether training ends here: `patience` epochs without improvement (0: never),
+        or η halved `HALVINGS` times."""
         return bool(patience and self.since >= patience) or bool(halve_after and self.halvings >= HALVINGS)
 
     @property

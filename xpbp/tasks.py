@@ -2,18 +2,18 @@
 turns the targets a user gives into the output layer's targets, decides predictions
 from the outputs, and scores them.
 
-- :class:`Classification`: labels, or targets of one row per example. Several output
+- `Classification`: labels, or targets of one row per example. Several output
   neurons predict the most active one (argmax); a single output neuron predicts class 1
   where its activation is at least 0.5 and class 0 below (a binary classifier). Its
   score is the accuracy.
-- :class:`Regression`: continuous targets. Predictions are the outputs themselves; its
+- `Regression`: continuous targets. Predictions are the outputs themselves; its
   scores are the root-mean-square error over every output and example (RMSE) and the
   coefficient of determination R² (each output's, averaged, as scikit-learn's
-  ``r2_score`` does), never an accuracy.
+  `r2_score` does), never an accuracy.
 
-:func:`infer` tells which task targets are for, when the network was not told.
+`infer` tells which task targets are for, when the network was not told.
 
-Scores are accumulated on the device as sums over blocks of examples (``totals``), so
+Scores are accumulated on the device as sums over blocks of examples (`totals`), so
 that they cost no host transfer until the caller's one, and sums from several blocks
 or ranks simply add.
 """
@@ -35,11 +35,11 @@ _CLASSIFYING_OUTPUTS = ("sigmoid", "softmax")  # outputs in (0, 1), which a thre
 
 @dataclass(frozen=True)
 class Targets:
-    """Targets on the device: ``Y`` ``(n, n_out)`` in the network's dtype, what the output
-    layer is trained towards; ``truth`` ``(n,)``, the labels a classifier is scored
-    against (None for a regression, scored against Y); and for a regression ``origin``,
-    the first example's targets ``(n_out, 1)``, which its sums are taken relative to. With
-    sample weights (training data only), ``weight`` ``(n,)`` holds them."""
+    """Targets on the device: `Y` `(n, n_out)` in the network's dtype, what the output
+    layer is trained towards; `truth` `(n,)`, the labels a classifier is scored
+    against (None for a regression, scored against Y); and for a regression `origin`,
+    the first example's targets `(n_out, 1)`, which its sums are taken relative to. With
+    sample weights (training data only), `weight` `(n,)` holds them."""
 
     Y: Any
     truth: Any = None
@@ -47,27 +47,27 @@ class Targets:
     weight: Any = None
 
     def part(self, rows: slice) -> Targets:
-        """The targets of ``rows`` (relative to the same origin)."""
+        """The targets of `rows` (relative to the same origin)."""
         truth, weight = (None if a is None else a[rows] for a in (self.truth, self.weight))
         return Targets(self.Y[rows], truth, self.origin, weight)
 
 
 class Task:
     name: ClassVar[str] = ""
-    scores: ClassVar[tuple[str, ...]] = ()  # the names of what ``score`` gives
-    headline: ClassVar[str] = ""  # the score ``Network.evaluate`` returns
+    scores: ClassVar[tuple[str, ...]] = ()  # the names of what `score` gives
+    headline: ClassVar[str] = ""  # the score `Network.evaluate` returns
 
     def targets(self, y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> Targets:
-        """``y`` checked and brought to ``device``, for ``n`` examples and ``n_out`` outputs."""
+        """`y` checked and brought to `device`, for `n` examples and `n_out` outputs."""
         raise NotImplementedError
 
     def decide(self, a: Any) -> Any:
-        """Predictions from output activations ``a`` ``(n_out, m)``, on the device."""
+        """Predictions from output activations `a` `(n_out, m)`, on the device."""
         raise NotImplementedError
 
     def totals(self, a: Any, targets: Targets) -> Any:
-        """A 1-D array of sums over the examples whose outputs are the columns of ``a`` and
-        whose targets are ``targets``, on the device; ``score`` turns the sums over all
+        """A 1-D array of sums over the examples whose outputs are the columns of `a` and
+        whose targets are `targets`, on the device; `score` turns the sums over all
         examples into scores."""
         raise NotImplementedError
 
@@ -75,7 +75,7 @@ class Task:
         raise NotImplementedError
 
     def width(self, n_out: int) -> int:
-        """How many sums ``totals`` gives."""
+        """How many sums `totals` gives."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -226,7 +226,7 @@ def get(name: Any) -> Task:
 
 
 def infer(output_activation: str, n_out: int, y: Any = None) -> Task:
-    """The task of targets ``y`` for a network with that output layer of ``n_out`` neurons:
+    """The task of targets `y` for a network with that output layer of `n_out` neurons:
 
     - 1-D integer or boolean labels: a classification;
     - 1-D floats: class labels for several outputs; for one, a classification when the
@@ -244,6 +244,8 @@ def infer(output_activation: str, n_out: int, y: Any = None) -> Task:
     y = validation.real_array(y, "y")
     if y.ndim == 1 and (y.dtype.kind in "biu" or n_out > 1):
         return Classification()
+    if y.ndim == 2 and y.shape[1] == 1 and n_out > 1 and y.dtype.kind in "biu":
+        return Classification()  # labels in a column, which the classifier's targets then say to ravel
     if output_activation == "softmax" and y.ndim == 2:
         return Classification()
     if not classifying:

@@ -2,12 +2,12 @@
 
 NumPy's BLAS runs every matrix product on as many threads as the machine has cores.
 For small networks and batches that gains little, and on a busy machine the threads
-spin waiting for cores: on 2 cores, a ``784-100-10`` batch-128 ``fit`` ran at 0.10 of its
+spin waiting for cores: on 2 cores, a `784-100-10` batch-128 `fit` ran at 0.10 of its
 solo speed beside two other trainings. So a training step whose matrix products are
 small runs on one thread, as does each rank of a data-parallel run (ranks × threads
-must not exceed the cores); ``threads=`` or ``$XPBP_NUM_THREADS`` say otherwise. The
+must not exceed the cores); `threads=` or `$XPBP_NUM_THREADS` say otherwise. The
 limit is set through threadpoolctl (the library scikit-learn uses) and holds only
-while ``fit`` runs.
+while `fit` runs.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ THREADED_STEP_FLOPS = 50e6
 
 
 def threads_for(sizes: list[int], batch_size: int, ranks: int = 1) -> int | None:
-    """The BLAS threads for a CPU training step: ``$XPBP_NUM_THREADS`` when set; else one
+    """The BLAS threads for a CPU training step: `$XPBP_NUM_THREADS` when set; else one
     for each of several ranks, and for a step whose matrix products are too small for
     more to pay; else None (all)."""
     setting = os.environ.get("XPBP_NUM_THREADS")
@@ -54,7 +54,7 @@ def _controller() -> ThreadpoolController:
 
 
 def limit(device: str, threads: int | None) -> AbstractContextManager[Any]:
-    """A context in which the CPU's BLAS uses at most ``threads`` threads (None: no limit;
+    """A context in which the CPU's BLAS uses at most `threads` threads (None: no limit;
     nothing to do off the CPU)."""
     if device != "cpu" or threads is None:
         return contextlib.nullcontext()

@@ -1,19 +1,19 @@
 """Mini-batch training: the epoch loop, the update step, early stopping and divergence
-replay, for a run described in :mod:`xpbp.runs`.
+replay, for a run described in `xpbp.runs`.
 
-For each mini-batch of m examples, with ∇C from BP1–BP4 (:mod:`xpbp.workspace`), the
-regularisation term added (:mod:`xpbp.regularization`) and the optimizer's update
-(:mod:`xpbp.optimizers`); by default SGD with momentum μ::
+For each mini-batch of m examples, with ∇C from BP1–BP4 (`xpbp.workspace`), the
+regularisation term added (`xpbp.regularization`) and the optimizer's update
+(`xpbp.optimizers`); by default SGD with momentum μ::
 
     v ← μv − η(∇C + (λ/N) w),   w ← w + v        (b likewise, without the λ term)
 
 With μ = 0 this is Nielsen's update, w ← (1 − ηλ/N) w − η∇C. Each epoch takes its
-order of the examples from :func:`xpbp.draws.order` (drawn on the host, sent once),
+order of the examples from `xpbp.draws.order` (drawn on the host, sent once),
 gathers the mini-batches from it in blocks of a few of them, and ends with one host
 transfer of its statistics: nothing crosses between host and device inside the batch
 loop. The trainer never touches the network: it is given the network's parts
-(:class:`xpbp.model.Model`, its θ as :class:`xpbp.workspace.Parameters`, its
-workspace) and gives back where the run ended (``seed``, ``epochs_trained``).
+(`xpbp.model.Model`, its θ as `xpbp.workspace.Parameters`, its
+workspace) and gives back where the run ended (`seed`, `epochs_trained`).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ _BLOCK_BYTES = 1 << 18
 
 
 class Batch(NamedTuple):
-    """A mini-batch of ``m`` examples: ``x`` and ``y`` as columns (in a data-parallel run, this
-    rank's contiguous share of them), their ``rows`` in the data (needed for dropout and
-    expansion; None in the data's own order), and with sample weights ``weight``, theirs
-    divided by the whole mini-batch's total, ``(1, share)``, and that ``total`` (0-d), on the device.
+    """A mini-batch of `m` examples: `x` and `y` as columns (in a data-parallel run, this
+    rank's contiguous share of them), their `rows` in the data (needed for dropout and
+    expansion; None in the data's own order), and with sample weights `weight`, theirs
+    divided by the whole mini-batch's total, `(1, share)`, and that `total` (0-d), on the device.
     A named tuple rather than a frozen dataclass: one is made per step, and it is made in a third of the time."""
 
     m: int
@@ -64,9 +64,9 @@ class Batch(NamedTuple):
 
 
 class Trainer:
-    """One run of ``fit``: the plan, carried out on θ (``params``, updated in place) with
-    the network's ``workspace`` (made here when None), from its ``seed`` and
-    ``epochs_trained``. Make it and use it with the network's device current; in a
+    """One run of `fit`: the plan, carried out on θ (`params`, updated in place) with
+    the network's `workspace` (made here when None), from its `seed` and
+    `epochs_trained`. Make it and use it with the network's device current; in a
     data-parallel run, on every rank alike."""
 
     def __init__(self, plan: Plan, params: Parameters, workspace: Workspace | None, seed: int, epochs_trained: int) -> None:
@@ -109,7 +109,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _memory(self) -> Iterator[None]:
-        """Report running out of memory as :class:`DeviceMemoryError`, naming what needed it."""
+        """Report running out of memory as `DeviceMemoryError`, naming what needed it."""
         try:
             yield
         except MemoryError as e:
@@ -152,7 +152,7 @@ class Trainer:
         return self._identity
 
     def state(self, epoch: int) -> State:
-        """Where the run stands after ``epoch``, on the host, in one transfer."""
+        """Where the run stands after `epoch`, on the host, in one transfer."""
         step, buffers = self.optimizer.state()
         parts = [self.theta, *buffers] + ([self.best] if self.best is not None else [])
         host = backend.to_numpy(self.xp.concatenate(parts)).reshape(len(parts), -1)
@@ -174,7 +174,7 @@ class Trainer:
     # ------------------------------------------------------------------ the run
 
     def train(self, checkpoints: Checkpoints | None = None) -> History:
-        """The remaining epochs of the run: all, unless ``checkpoints`` resumes it, which
+        """The remaining epochs of the run: all, unless `checkpoints` resumes it, which
         also records the run as it goes."""
         done = checkpoints.start(self) if checkpoints is not None else 0
         if self.run.validation_fraction:
@@ -191,9 +191,9 @@ class Trainer:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        """What every epoch runs under: the device's memory errors made :class:`DeviceMemoryError`,
+        """What every epoch runs under: the device's memory errors made `DeviceMemoryError`,
         NumPy's overflow warnings left to the divergence check, and the run's BLAS threads.
-        For callers that run :meth:`epoch` themselves."""
+        For callers that run `epoch` themselves."""
         with (
             self._memory(),
             np.errstate(over="ignore", invalid="ignore"),
@@ -206,8 +206,8 @@ class Trainer:
         self._rows, self.validation = self.data.carve(self.seed, self.run.validation_fraction, self.data.labels())
 
     def _watch(self, epoch: int) -> None:
-        """After ``epoch``: follow the monitored score; at the run's end with early stopping
-        (its last epoch, or ``early_stopping`` epochs without improvement, or η halved to
+        """After `epoch`: follow the monitored score; at the run's end with early stopping
+        (its last epoch, or `early_stopping` epochs without improvement, or η halved to
         1/128), keep the best epoch's parameters."""
         run, history = self.run, self.history
         self.finished = epoch == run.epochs
@@ -269,7 +269,7 @@ class Trainer:
     def gradient(self) -> tuple[Any, Any]:
         """The whole training data's mean (weighted) cost, with the regularisation term, and
         its gradient: a 0-d array and the flat ∇C buffer (valid until the next call), on the
-        device; nothing is updated. For full-batch optimizers (:mod:`xpbp.lbfgs`)."""
+        device; nothing is updated. For full-batch optimizers (`xpbp.lbfgs`)."""
         batch = next(self._batches(None))
         if batch.m != self.run.examples:
             raise ValueError(f"gradient() takes the whole data at once: batch_size must be N ({self.run.examples})")
@@ -292,8 +292,8 @@ class Trainer:
     def epoch(self, epoch: int, *, order: Any = None, eta: float | None = None) -> None:
         """One pass over the data, then its statistics in one host transfer (and, in a
         data-parallel run, one small collective). A caller that draws the order of the
-        examples and sets η itself (:mod:`xpbp.sklearn`) passes ``order``, a permutation of
-        the training rows on the host, and ``eta``; by default they are the run's."""
+        examples and sets η itself (`xpbp.sklearn`) passes `order`, a permutation of
+        the training rows on the host, and `eta`; by default they are the run's."""
         model, run, xp = self.model, self.run, self.xp
         eta = run.eta_at(epoch, self.watch) if eta is None else eta
         start = time.perf_counter()
@@ -347,7 +347,7 @@ class Trainer:
         return (costs * w).sum() / self.xp.maximum(w.sum(), _TINY)
 
     def _finite(self, a: Any) -> Any:
-        """1 when θ and ``a`` hold no NaN or Inf, else 0: on the device, in the network's dtype."""
+        """1 when θ and `a` hold no NaN or Inf, else 0: on the device, in the network's dtype."""
         xp = self.xp
         return (xp.isfinite(self.theta).all() & xp.isfinite(a).all()).astype(self.model.dtype)
 
@@ -358,7 +358,7 @@ class Trainer:
         return order.take(self._mine)
 
     def _held_out(self, held: Held) -> Any:
-        """The validation totals (:meth:`xpbp.model.Model.totals`) of the rows this process
+        """The validation totals (`xpbp.model.Model.totals`) of the rows this process
         evaluates: all, or this rank's contiguous share."""
         rows = slice(None) if self.group is None else slice(*self.group.slice(held.X.shape[0]))
         return self.model.totals(self.weights, self.biases, self.task, held.X[rows], held.targets.part(rows))
@@ -406,7 +406,7 @@ class Trainer:
         return [a.copy() for a in (self.theta, *buffers)], step
 
     def _put(self, snapshot: tuple[list[Any], int]) -> None:
-        """Put a :meth:`_snapshot` back."""
+        """Put a `_snapshot` back."""
         arrays, step = snapshot
         _assign([self.theta, *self.optimizer.state()[1]], arrays)
         self.optimizer.step = step
@@ -427,7 +427,7 @@ class Trainer:
         return backend.to_device(order, self.model.device)
 
     def _batches(self, order: Any) -> Iterator[Batch]:
-        """Each mini-batch in ``order``. They are gathered as needed, a block of mini-batches
+        """Each mini-batch in `order`. They are gathered as needed, a block of mini-batches
         at a time (fewer calls for small ones, and hot in cache for their steps), so that the
         data set is never copied whole."""
         X, Y, m, n = self.data.train.X, self.data.train.targets.Y, self.run.batch_size, self.run.examples
@@ -456,9 +456,9 @@ class Trainer:
                 yield self._weighed(batch, rows, 0, rows.shape[0])
 
     def _weighed(self, batch: Batch, rows: Any, lo: int, hi: int) -> Batch:
-        """``batch`` with its sample weights, when the run has some: those of the whole
-        mini-batch's ``rows`` (an index or a slice of the data) sum to its total, and this
-        process's share is ``[lo, hi)`` of them."""
+        """`batch` with its sample weights, when the run has some: those of the whole
+        mini-batch's `rows` (an index or a slice of the data) sum to its total, and this
+        process's share is `[lo, hi)` of them."""
         weight = self.data.train.targets.weight
         if weight is None:
             return batch
@@ -468,13 +468,13 @@ class Trainer:
         return batch._replace(weight=share, total=total)
 
     def _moved(self, rows: Any, X: Any) -> Any:
-        """The examples ``X`` (rows ``rows`` of the data), shifted and mirrored when the run expands its data."""
+        """The examples `X` (rows `rows` of the data), shifted and mirrored when the run expands its data."""
         return X if self.expansion is None else self.expansion.apply(self._moves, rows, X)
 
     def _diverged(self, epoch: int, snapshot: tuple[list[Any], int], order: Any, eta: float) -> None:
-        """Replay the epoch (in its ``order``, at its ``eta``) from its snapshot, checking after every mini-batch, to find the
+        """Replay the epoch (in its `order`, at its `eta`) from its snapshot, checking after every mini-batch, to find the
         first one that produced a NaN or Inf; leave the parameters as they were before it
-        and raise :class:`DivergenceError` (on every rank, at the same mini-batch)."""
+        and raise `DivergenceError` (on every rank, at the same mini-batch)."""
         self._put(snapshot)
         batches = -(-self.run.examples // self.run.batch_size)
         for index, batch in enumerate(self._batches(order), start=1):
@@ -497,7 +497,7 @@ class Trainer:
         )
 
     def _gathered(self, value: float) -> list[float]:
-        """``value`` of every rank (a collective in a data-parallel run)."""
+        """`value` of every rank (a collective in a data-parallel run)."""
         return [value] if self.group is None else [v[0] for v in self.group.gather([value])]
 
     def _cause(self, eta: float, largest: float) -> str:
@@ -517,6 +517,6 @@ class Trainer:
 
 
 def _assign(targets: list[Any], values: list[Any]) -> None:
-    """Copy ``values`` into the arrays ``targets``, in place."""
+    """Copy `values` into the arrays `targets`, in place."""
     for t, v in zip(targets, values):
         t[...] = v

@@ -1,9 +1,9 @@
 """The checks shared by the entry points: arguments, matrices and targets.
 
-Each raises ``ValueError`` or ``TypeError`` naming the argument, what was expected and
+Each raises `ValueError` or `TypeError` naming the argument, what was expected and
 what was given, before anything is changed or any long work starts. Arrays are checked
 where they live: for host data that is free; for device data it costs one transfer of
-a flag, which the equations' own entry points (``feedforward``, ``backprop``, ``cost``)
+a flag, which the equations' own entry points (`feedforward`, `backprop`, `cost`)
 never pay.
 """
 
@@ -48,7 +48,7 @@ def seed(value: Any) -> int | None:
 
 
 def dtype(value: Any) -> np.dtype:
-    """``"float32"`` or ``"float64"`` (or their NumPy dtypes) as a dtype."""
+    """`"float32"` or `"float64"` (or their NumPy dtypes) as a dtype."""
     try:
         found = None if value is None else np.dtype(value)
     except TypeError:
@@ -59,7 +59,7 @@ def dtype(value: Any) -> np.dtype:
 
 
 def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open: bool = False) -> float:
-    """``value`` as a finite float in [low, high] (or [low, high) with ``high_open``)."""
+    """`value` as a finite float in [low, high] (or [low, high) with `high_open`)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -75,26 +75,32 @@ def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open
 
 
 def all_finite(a: Any) -> bool:
-    """No NaN or Inf in ``a``, checked where ``a`` lives: free for host data, one
+    """No NaN or Inf in `a`, checked where `a` lives: free for host data, one
     transfer of a flag for device data."""
     return bool(backend.to_numpy(backend.get_array_module(a).isfinite(a).all()))
 
 
 def real_array(a: Any, name: str) -> Any:
-    """``a`` as an array (DLPack objects shared without a copy, other host data as NumPy),
+    """`a` as an array (DLPack objects shared without a copy, other host data as NumPy),
     refusing what is not real numbers before it reaches a device."""
     try:
         a = backend.as_array(a)
     except (TypeError, ValueError, BufferError, RuntimeError) as e:
         raise TypeError(f"{name} must be an array of real numbers; converting it failed: {e}") from None
+    if a.dtype.kind in "USO" and not name.lower().startswith(("x", "a", "validation_data[0]")):
+        raise TypeError(
+            f"{name} must hold real numbers, got dtype {a.dtype}: map class labels that are strings or objects to "
+            f"integers first, e.g. classes, {name} = numpy.unique({name}, return_inverse=True) (and keep classes to name "
+            "the predictions; xpbp.tables.read does this for a file)"
+        )
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     return a
 
 
 def matrix(a: Any, name: str, width: int, *, dtype: np.dtype, device: str, columns: bool, finite: bool = True) -> Any:
-    """A 2-D input, validated and brought to ``device`` in ``dtype``. ``columns``: examples
-    are columns (shape ``(width, m)``), else rows (shape ``(N, width)``). ``finite=False``
+    """A 2-D input, validated and brought to `device` in `dtype`. `columns`: examples
+    are columns (shape `(width, m)`), else rows (shape `(N, width)`). `finite=False`
     checks for NaN and Inf only in host data, where it is free."""
     a = real_array(a, name)
     want = f"({width}, m)" if columns else f"(n_examples, {width})"
@@ -113,7 +119,7 @@ def matrix(a: Any, name: str, width: int, *, dtype: np.dtype, device: str, colum
 
 
 def labels(y: Any, name: str) -> Any:
-    """1-D class labels as integers, where ``y`` lives: integers as they are, booleans as
+    """1-D class labels as integers, where `y` lives: integers as they are, booleans as
     0 and 1, and floats that are all whole numbers (such as 0. and 1.) as integers."""
     if y.dtype.kind in "iu":
         return y
@@ -130,7 +136,7 @@ def labels(y: Any, name: str) -> Any:
 
 
 def sample_weight(w: Any, n: int, *, dtype: np.dtype, device: str) -> Any:
-    """Sample weights: ``(n,)``, finite, none negative, not all 0; on ``device`` in ``dtype``."""
+    """Sample weights: `(n,)`, finite, none negative, not all 0; on `device` in `dtype`."""
     w = real_array(w, "sample_weight")
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), one weight per example, got shape {w.shape}")
@@ -147,8 +153,8 @@ def sample_weight(w: Any, n: int, *, dtype: np.dtype, device: str) -> Any:
 
 
 def replacements(arrays: list[Any], views: list[Any], names: list[str], *, dtype: np.dtype, device: str) -> dict[int, Any]:
-    """The arrays that are not the parameter ``views`` they stand in for, each checked
-    (real, of the view's shape, finite) and brought to ``device`` in ``dtype``, by position."""
+    """The arrays that are not the parameter `views` they stand in for, each checked
+    (real, of the view's shape, finite) and brought to `device` in `dtype`, by position."""
     if len(arrays) != len(views):
         raise ValueError(f"net.weights and net.biases must hold {len(views)} arrays in all, got {len(arrays)}")
     taken = {}
@@ -171,7 +177,7 @@ class Inputs:
     device: str
 
     def rows(self, X: Any, name: str) -> Any:
-        """Examples as rows, ``(N, sizes[0])``, checked for NaN and Inf."""
+        """Examples as rows, `(N, sizes[0])`, checked for NaN and Inf."""
         return matrix(X, name, self.sizes[0], dtype=self.dtype, device=self.device, columns=False)
 
     def columns(self, a: Any, name: str, width: int) -> Any:
@@ -180,7 +186,7 @@ class Inputs:
         return matrix(a, name, width, dtype=self.dtype, device=self.device, columns=True, finite=False)
 
     def pair(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """``x`` ``(sizes[0], m)`` and ``y`` ``(sizes[-1], m)`` with equal m."""
+        """`x` `(sizes[0], m)` and `y` `(sizes[-1], m)` with equal m."""
         x, y = self.columns(x, "x", self.sizes[0]), self.columns(y, "y", self.sizes[-1])
         if x.shape[1] != y.shape[1]:
             raise ValueError(f"x has {x.shape[1]} columns (examples) but y has {y.shape[1]}")

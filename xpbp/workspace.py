@@ -1,18 +1,18 @@
 """The training step's memory, and backprop written into it.
 
-``Network.backprop`` is the book's BP1–BP4, allocating every z, a and δ afresh. The
+`Network.backprop` is the book's BP1–BP4, allocating every z, a and δ afresh. The
 training step runs the same equations, line for line, but writes every large
 intermediate into buffers kept from one step to the next (fresh multi-megabyte
 temporaries would cost a page fault per 4 KB on every step):
 
 - θ, ∇C and the optimizer's state buffers each lie in one flat buffer laid out alike
-  (:class:`Layout`), so that one array operation updates every w and b at once;
+  (`Layout`), so that one array operation updates every w and b at once;
 - each layer's z, a and δ (and, with dropout, each hidden layer's mask) for
   mini-batches of m examples, kept for the run's batch size and its short last batch
   only.
 
-``tests/test_backprop.py`` holds :meth:`Workspace.backprop` equal to
-``Network.backprop``, bit for bit.
+`tests/test_backprop.py` holds `Workspace.backprop` equal to
+`Network.backprop`, bit for bit.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ __all__ = ["Layout", "Parameters", "Workspace"]
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the parameters of a network with layer widths ``sizes`` lie in one flat
-    buffer: every weight matrix wˡ ``(n_out, n_in)``, then every bias vector bˡ
-    ``(n_out, 1)``."""
+    """Where the parameters of a network with layer widths `sizes` lie in one flat
+    buffer: every weight matrix wˡ `(n_out, n_in)`, then every bias vector bˡ
+    `(n_out, 1)`."""
 
     sizes: tuple[int, ...]
 
@@ -55,7 +55,7 @@ class Layout:
         return sum(n_in * n_out for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]))
 
     def views(self, flat: Any) -> list[Any]:
-        """Each w, then each b, as a view of ``flat``."""
+        """Each w, then each b, as a view of `flat`."""
         views, k = [], 0
         for shape in self.shapes:
             views.append(flat[k : k + math.prod(shape)].reshape(shape))
@@ -63,7 +63,7 @@ class Layout:
         return views
 
     def split(self, items: list[Any]) -> tuple[list[Any], list[Any]]:
-        """``(weights, biases)`` of ``items``, every w then every b, as lists."""
+        """`(weights, biases)` of `items`, every w then every b, as lists."""
         L = len(self.sizes) - 1
         return list(items[:L]), list(items[L:])
 
@@ -74,7 +74,7 @@ class Layout:
 
 class Parameters:
     """θ: every w, then every b, of a network in one flat buffer on its device, and the
-    views of it that the network shows as ``net.weights`` and ``net.biases``."""
+    views of it that the network shows as `net.weights` and `net.biases`."""
 
     def __init__(self, layout: Layout, flat: Any, dtype: np.dtype, device: str) -> None:
         if backend.device_of(flat) == "cpu":
@@ -92,7 +92,7 @@ class Parameters:
         self.theta[...] = backend.to_device(flat, self.device)
 
     def take(self, arrays: list[Any]) -> bool:
-        """Take into θ those of ``arrays`` (every w, then every b) that are not its own
+        """Take into θ those of `arrays` (every w, then every b) that are not its own
         views, each checked before any is taken; whether there were any."""
         if len(arrays) == len(self.views) and all(a is v for a, v in zip(arrays, self.views)):
             return False
@@ -122,7 +122,7 @@ class _Layer:
 
 class Workspace:
     """The training step's buffers for one network on one device: the gradient ∇C (one
-    flat buffer, seen as each layer's ``nabla_w`` and ``nabla_b``) and the z, a and δ of
+    flat buffer, seen as each layer's `nabla_w` and `nabla_b`) and the z, a and δ of
     the batch sizes of the current run. Make it, and call it, with the network's device
     current."""
 
@@ -145,7 +145,7 @@ class Workspace:
         return self._batches[m]
 
     def masks(self, m: int) -> list[Any]:
-        """The dropout masks' buffers for mini-batches of m examples, one ``(n, m)`` per
+        """The dropout masks' buffers for mini-batches of m examples, one `(n, m)` per
         hidden layer (made on first use)."""
         layers = self._batch(m)
         for l, layer in enumerate(layers[:-1]):
@@ -163,16 +163,16 @@ class Workspace:
         masks: list[Any] | None = None,
         weight: Any = None,
     ) -> Any:
-        """BP1–BP4 over the m columns of ``x`` and ``y``, for the gradient of the summed
-        cost times ``scale`` (1/m gives the mean cost's; the training step folds η in too),
-        written into ``nabla_w`` and ``nabla_b``. Returns aᴸ, a buffer valid until the next call.
+        """BP1–BP4 over the m columns of `x` and `y`, for the gradient of the summed
+        cost times `scale` (1/m gives the mean cost's; the training step folds η in too),
+        written into `nabla_w` and `nabla_b`. Returns aᴸ, a buffer valid until the next call.
 
-        With ``masks`` (one per hidden layer, from :meth:`masks`), each hidden activation is
+        With `masks` (one per hidden layer, from `masks`), each hidden activation is
         multiplied by its mask after σ, and BP2's δ by the same mask: the gradient of the
         thinned network.
 
-        With ``weight`` (``(1, m)``, each example's weight), δᴸ of each example is multiplied
-        by its weight too: the gradient of the weighted sum of the costs, times ``scale``."""
+        With `weight` (`(1, m)`, each example's weight), δᴸ of each example is multiplied
+        by its weight too: the gradient of the weighted sum of the costs, times `scale`."""
         if masks is not None:
             return self._dropped(weights, biases, x, y, scale, masks, weight)
         matmul, layers = self.xp.matmul, self._batch(x.shape[1])
@@ -199,7 +199,7 @@ class Workspace:
         return activations[-1]
 
     def _dropped(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float, masks: list[Any], weight: Any) -> Any:
-        """:meth:`backprop` with dropout. σ′(zˡ) is taken in the forward pass, from σ(zˡ)
+        """`backprop` with dropout. σ′(zˡ) is taken in the forward pass, from σ(zˡ)
         before the mask thins it, and written over zˡ; the output layer has no mask and
         keeps its z for BP1."""
         matmul, layers = self.xp.matmul, self._batch(x.shape[1])
