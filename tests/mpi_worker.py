@@ -86,8 +86,9 @@ if spec["data"].get("validation"):
     fit_args["validation_data"] = data(spec["data"]["validation"], spec["data"]["seed"] + 1, sizes[0], sizes[-1])
 device = distributed.local_device(comm, "strict") if spec.get("strict") else "cpu"
 net = xpbp.Network(**net_args, device=device)
+fit_comm = MPI.COMM_SELF if spec.get("comm") == "self" else comm  # a one-rank communicator inside the launcher's world
 try:
-    history = net.fit(X, y, progress=False, comm=comm, **fit_args)
+    history = net.fit(X, y, progress=False, comm=fit_comm, **fit_args)
 except (ValueError, TypeError, RuntimeError, ArithmeticError, KeyboardInterrupt) as e:
     (out / f"rank{rank}.err").write_text(json.dumps([type(e).__name__, str(e)]))
     sys.exit(0)

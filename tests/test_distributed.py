@@ -243,3 +243,76 @@ def test_a_launcher_and_an_mpi_that_do_not_know_each_other_are_refused(monkeypat
         distributed._check_launch(Alone())
     monkeypatch.delenv("PMI_SIZE")
     distributed._check_launch(Alone())
+
+
+def test_a_one_rank_communicator_under_mpiexec_trains_alone(tmp_path):
+    """fit(comm=MPI.COMM_SELF) in each of 2 launched processes: two separate one-rank runs,
+    each what one process trains, not a refusal blaming mismatched MPIs."""
+    r = mpirun(2, {**FULL, "comm": "self"}, tmp_path)
+    assert r.returncode == 0, r.stderr
+    want, history = alone(FULL)
+    for found in results(tmp_path, 2):
+        assert isinstance(found, dict), found
+        assert all(np.array_equal(a, b) for a, b in zip(found["params"], want))
+        assert {k: v for k, v in found["history"].items() if k != "seconds"} == {k: v for k, v in history.items() if k != "seconds"}
+
+
+def _rank_pid(marker, rank):
+    """The pid of the process of `rank` whose command line holds `marker` (Linux /proc)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline and b"-m\0xpbp" in cmdline and f"PMI_RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes through /proc")
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_of_one_rank_ends_the_whole_command_line_job(tmp_path, signal_name):
+    """Before, the interrupted rank printed its message and waited in MPI_Finalize while the
+    other waited in Allreduce: the job never ended. Now the rank ends the job (MPI_Abort)."""
+    import signal
+    import time
+
+    marker = str(400000 + os.getpid() % 100000)  # a seed no other test uses, to find these processes by
+    cmd = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "xpbp", "train", "--distributed", "mpi", "--epochs", "100000",
+           "--seed", marker, "--device", "cpu", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(Path(xpbp.__file__).parents[1])}
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    try:
+        pid = None
+        for _ in range(3000):
+            pid = _rank_pid(marker, 1)
+            if pid or job.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert pid, job.communicate(timeout=TIMEOUT)
+        time.sleep(3)  # well into training, or still loading: either way the job must end
+        os.kill(pid, getattr(signal, signal_name))
+        out, err = job.communicate(timeout=TIMEOUT)  # a hang fails here
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+    assert job.returncode != 0, err
+    assert out.count("{") <= 1  # never one JSON object per rank
+
+
+@pytest.mark.parametrize(
+    "one, other",
+    [({"checkpoint": "c.npz"}, {"checkpoint": None}),  # checkpoint=path if rank == 0 else None, as DDP users write
+     ({"checkpoint": "c.npz", "checkpoint_every": 1}, {"checkpoint": "c.npz", "checkpoint_every": 2})],
+)
+def test_checkpoint_settings_that_differ_between_ranks_are_refused_not_hung(tmp_path, one, other):
+    fix = {k: (str(tmp_path / v) if k == "checkpoint" and v else v) for k, v in one.items()}
+    fix_other = {k: (str(tmp_path / v) if k == "checkpoint" and v else v) for k, v in other.items()}
+    spec = {**FULL, "fit": {**FULL["fit"], **fix}, "ranks": {"1": {"fit": fix_other}}}
+    r = mpirun(2, spec, tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    for kind, message in results(tmp_path / "out", 2):
+        assert kind == "ValueError" and "the ranks differ in the checkpoint settings" in message, message
+    assert not (tmp_path / "c.npz").exists()

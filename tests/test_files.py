@@ -88,6 +88,30 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
 
 
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_full_disk_names_the_file_and_what_became_of_the_old_one(tmp_path, monkeypatch, existing):
+    import errno
+
+    path = tmp_path / "model.npz"
+    if existing:
+        xpbp.Network([3, 2], device="cpu", seed=1).save(path)
+    good = path.read_bytes() if existing else None
+    real_fsync = os.fsync
+
+    def full(fd):
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    kept = "the file there before is intact" if existing else "nothing was written there"
+    with pytest.raises(OSError, match=rf"cannot save to .*model.npz: No space left on device; {kept}") as e:
+        xpbp.Network([3, 2], device="cpu", seed=2).save(path)
+    assert e.value.errno == errno.ENOSPC
+    assert (path.read_bytes() if existing else path.exists()) == (good if existing else False)
+    assert [p.name for p in tmp_path.iterdir()] == (["model.npz"] if existing else [])
+
+
 def _npz(path, **arrays):
     with open(path, "wb") as f:
         np.savez(f, **arrays)

@@ -345,6 +345,9 @@ def as_array(a: Any) -> Any:
     """
     if any(backend.owns(a) for backend in _BACKENDS.values()):
         return a
+    for lazy in ("neg", "conj"):  # a PyTorch tensor's lazy negation or conjugation, which DLPack does not carry
+        if callable(getattr(a, f"is_{lazy}", None)) and getattr(a, f"is_{lazy}")():
+            a = getattr(a, f"resolve_{lazy}")()
     if hasattr(a, "__dlpack__") and hasattr(a, "__dlpack_device__"):
         kind, index = a.__dlpack_device__()
         if kind == 1:  # kDLCPU

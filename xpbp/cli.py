@@ -483,7 +483,7 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
     batches = args.batch_sizes or ([10, 128] if args.quick else list(bench.BATCHES))
     for n in [*batches, *(w for s in nets for w in s)]:
         validation.positive_int(n, "every size and batch size")
-    repeats = validation.positive_int(args.repeats or (2 if args.quick else 3), "repeats")
+    repeats = validation.positive_int((2 if args.quick else 3) if args.repeats is None else args.repeats, "repeats")
     devices = args.devices.split(",") if args.devices else bench.devices()
     devices = [backend.canonical(d) for d in devices]  # each checked before any is measured
     cells = bench.grid(nets, batches, args.dtype, devices)
@@ -531,16 +531,21 @@ def main(argv: list[str] | None = None) -> int:
         }
         result = commands[args.command](args)
     except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError) as e:
-        # An error every rank of a distributed run shares is told once, by rank 0.
-        if not getattr(e, "agreed", False) or _rank() == 0:
-            print(f"xpbp: error: {_message(e)}", file=sys.stderr)
-            if args.json:
-                print(json.dumps({"error": _message(e)}))
+        # An error every rank of a distributed run shares is told once, by rank 0; one of a
+        # rank alone ends the whole job, since the others would wait for this rank forever.
+        agreed = getattr(e, "agreed", False)
+        if not agreed or _rank() == 0:
+            print(f"xpbp: error: {_message(e)}", file=sys.stderr, flush=True)
+            if args.json and _rank() == 0:  # one JSON object per job
+                print(json.dumps({"error": _message(e)}), flush=True)
+        if not agreed:
+            distributed.end_job(1)
         return 1
     except KeyboardInterrupt:
-        print("xpbp: interrupted", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"error": "interrupted"}))
+        print("xpbp: interrupted", file=sys.stderr, flush=True)
+        if args.json and _rank() == 0:
+            print(json.dumps({"error": "interrupted"}), flush=True)
+        distributed.end_job(130)
         return 130
     if args.json and result:
         print(json.dumps(result))

@@ -49,7 +49,7 @@ try:  # CuPy's NCCL bindings are optional, like CuPy itself
 except Exception:
     nccl = None
 
-__all__ = ["Group", "agree", "agreeing", "launched_ranks", "local_device", "world"]
+__all__ = ["Group", "agree", "agreeing", "end_job", "launched_ranks", "local_device", "world"]
 
 # Variables a launcher sets in each process it starts: MPICH's Hydra (and Slurm's PMI)
 # and Open MPI's.
@@ -155,7 +155,7 @@ class Group:
     def __init__(self, comm: Any, device: str) -> None:
         if not all(hasattr(comm, name) for name in ("Get_rank", "Get_size", "allgather", "Allreduce")):
             raise TypeError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD, got {type(comm).__name__}")
-        _check_launch(comm)
+        _check_launch(_mpi().COMM_WORLD)  # the launcher started the world; comm may be a part of it (COMM_SELF, a Split)
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
         if self.size > 1:
             _abort_on_uncaught(comm)
@@ -238,6 +238,18 @@ def agreeing(comm: Any | None) -> Iterator[None]:
         agree(comm, e)
         raise
     agree(comm, None)
+
+
+def end_job(code: int) -> None:
+    """After an error on this rank alone, caught and reported by the caller (the CLI): end
+    every rank of the MPI job (MPI_Abort), so that none waits for this one in a
+    collective forever. Nothing happens when MPI is not running or its world is one rank."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
+        return
+    print(f"xpbp: rank {MPI.COMM_WORLD.Get_rank()}: ending every rank of the job (MPI_Abort)", file=sys.stderr, flush=True)
+    time.sleep(0.5)  # a moment for the launcher to pass on what this rank said, before the abort takes it down
+    MPI.COMM_WORLD.Abort(code)
 
 
 def _abort_on_uncaught(comm: Any) -> None:

@@ -142,12 +142,17 @@ def replacing(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         mode = None
     fd, tmp = temporary(target, ".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if mode is not None:
+                    os.fchmod(f.fileno(), mode)
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # a full disk, a quota, an I/O error: say which file, and that nothing was lost
+            kept = "the file there before is intact" if mode is not None else "nothing was written there"
+            text = f"cannot save to {os.fspath(path)}: {e.strerror or e}; {kept}"
+            raise (OSError(e.errno, text) if e.errno is not None else OSError(text)) from None
         try:
             os.replace(tmp, target)
         except PermissionError as e:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -44,6 +45,7 @@ from .workspace import Layout, Parameters, Workspace
 __all__ = ["DeviceMemoryError", "DivergenceError", "History", "Network", "load"]
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+_WIDEST = 2**31  # neurons in a layer (what the model files allow)
 
 
 def _on_device(method: _Method) -> _Method:
@@ -55,6 +57,25 @@ def _on_device(method: _Method) -> _Method:
         with backend.using(self.device):
             self._sync()
             return method(self, *args, **kwargs)
+
+    return call  # type: ignore[return-value]
+
+
+def _alone(method: _Method) -> _Method:
+    """Refuse to start `method` while the network is training (`fit` in another thread):
+    the two would share its parameters and work buffers."""
+
+    @functools.wraps(method)
+    def call(self: Network, *args: Any, **kwargs: Any) -> Any:
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(
+                "this network is already training (fit was called from another thread and has not returned): "
+                "train one network per thread, e.g. copy.deepcopy(net) for each"
+            )
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._training.release()
 
     return call  # type: ignore[return-value]
 
@@ -135,12 +156,22 @@ class Network:
             seed=seed,
             task=task,
         )
-        # Drawn on the host in float64, so a seed gives the same network on every device and dtype.
+        self._place(self._drawn())
+
+    def _drawn(self) -> np.ndarray:
+        """θ drawn from the seed: w ~ N(0, 1/n_in) ("scaled", or N(0, 1)) and b ~ N(0, 1), every
+        w then every b. Each is drawn on the host in float64 (so that a seed gives the same
+        network on every device and dtype) and written into θ in its dtype one layer at a
+        time, so that drawing holds θ and one layer's float64 values, no more."""
         rng = np.random.default_rng(self.seed)
-        scale = [1.0 / np.sqrt(n) if init == "scaled" else 1.0 for n in self.sizes[:-1]]
-        weights = [rng.standard_normal((n, k)) * s for k, n, s in zip(self.sizes[:-1], self.sizes[1:], scale)]
-        biases = [rng.standard_normal((n, 1)) for n in self.sizes[1:]]
-        self._place(np.concatenate([p.ravel() for p in weights + biases]))
+        flat = np.empty(self._layout.size, dtype=self.dtype)
+        L = len(self.sizes) - 1
+        for l, (view, shape) in enumerate(zip(self._layout.views(flat), self._layout.shapes)):
+            drawn = rng.standard_normal(shape)
+            if l < L:  # w, of shape (n_out, n_in)
+                drawn *= 1.0 / np.sqrt(shape[1]) if self.init == "scaled" else 1.0
+            view[...] = drawn
+        return flat
 
     def _configure(
         self,
@@ -159,6 +190,9 @@ class Network:
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
             raise ValueError(f"sizes must be a list of at least two layer widths, e.g. [784, 30, 10], got {sizes!r}")
         self.sizes = [validation.positive_int(n, f"sizes[{i}]") for i, n in enumerate(sizes)]
+        for i, n in enumerate(self.sizes):
+            if n > _WIDEST:
+                raise ValueError(f"sizes[{i}] is {n}, beyond the {_WIDEST:,} neurons a layer may have")
         output_activation = activation if output_activation is None else output_activation
         self._hidden = _activations.hidden(activation)
         self._output = _activations.get(output_activation, argument="output_activation")
@@ -173,6 +207,7 @@ class Network:
         self._on(backend.canonical(device))
         self._layout = Layout(tuple(self.sizes))
         self._epochs_trained = 0
+        self._training = threading.Lock()
         self.trained_on: str | None = None  # "<data set>:<split>" when known (xpbp train sets it); saved with the model
         self._scaling: _scaling.Scaling | None = None
         self._target_scaling: _scaling.Scaling | None = None
@@ -294,6 +329,7 @@ class Network:
         x, y = self._inputs.pair(x, y)
         return float(backend.to_numpy(self._cost.fn(self._model.forward(self.weights, self.biases, x), y).mean()))
 
+    @_alone
     @_on_device
     def fit(
         self,
@@ -513,7 +549,7 @@ class Network:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters as NumPy arrays and the device by name (not its module)."""
-        skip = ("xp", "weights", "biases", "_params", "_work", "_layout", "_inputs", "_model")
+        skip = ("xp", "weights", "biases", "_params", "_work", "_layout", "_inputs", "_model", "_training")
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["weights"], state["biases"] = self._host_parameters()
         return state
@@ -527,6 +563,7 @@ class Network:
         state.setdefault("_target_scaling", None)
         state.setdefault("task", "classification")  # pickles from before networks knew their task
         self.__dict__.update(state)
+        self._training = threading.Lock()
         self._on(backend.usable(self.device, "a network pickled on"))
         self._layout = Layout(tuple(self.sizes))
         self._place(np.concatenate([np.asarray(p).ravel() for p in params]))

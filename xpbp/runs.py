@@ -348,6 +348,8 @@ class Plan:
             optimizer = optimizers.get(settings["optimizer"], real(settings["momentum"], "momentum", 0.0, 1.0, high_open=True))
             run = Run.checked(*data.train.X.shape, task=task, using=optimizer, cost_eta=model.cost.eta, data=data, **settings)
             every = positive_int(settings["checkpoint_every"], "checkpoint_every")
+            if not isinstance(settings["resume"], (bool, np.bool_)):
+                raise TypeError(f"resume must be True or False, got {settings['resume']!r}")
             if settings["resume"] and settings["checkpoint"] is None:
                 raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
             threads = settings["threads"]

@@ -176,6 +176,9 @@ class Trainer:
     def train(self, checkpoints: Checkpoints | None = None) -> History:
         """The remaining epochs of the run: all, unless `checkpoints` resumes it, which
         also records the run as it goes."""
+        if self.group is not None:  # before any collective of the checkpoints', which every rank must make alike
+            saving = (checkpoints is not None, *((checkpoints.every, checkpoints.resume) if checkpoints else ()))
+            self.group.same("the checkpoint settings (whether to checkpoint, checkpoint_every, resume)", saving)
         done = checkpoints.start(self) if checkpoints is not None else 0
         if self.run.validation_fraction:
             self._carve()
@@ -487,7 +490,8 @@ class Trainer:
         else:  # not reproduced: fall back to the epoch's start
             self._put(snapshot)
             index, where = None, "a mini-batch that a replay could not pin down"
-        largest = float(backend.to_numpy(abs(self.data.train.X).max()))  # every rank holds all the data
+        X = self.data.train.X  # every rank holds all the data; its extremes need no copy of it
+        largest = float(backend.to_numpy(self.xp.maximum(abs(X.min()), abs(X.max()))))
         raise DivergenceError(
             f"training diverged in epoch {epoch}, {where}: an output or a parameter became NaN or Inf. "
             f"The network keeps its last finite parameters. {self._cause(eta, largest)}",

@@ -59,7 +59,10 @@ def dtype(value: Any) -> np.dtype:
 
 
 def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open: bool = False) -> float:
-    """`value` as a finite float in [low, high] (or [low, high) with `high_open`)."""
+    """`value` as a finite float in [low, high] (or [low, high) with `high_open`); text
+    and booleans are refused, not read as numbers."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -76,13 +79,22 @@ def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open
 
 def all_finite(a: Any) -> bool:
     """No NaN or Inf in `a`, checked where `a` lives: free for host data, one
-    transfer of a flag for device data."""
-    return bool(backend.to_numpy(backend.get_array_module(a).isfinite(a).all()))
+    transfer of a flag for device data. Its smallest and largest values tell (a NaN
+    makes both NaN), so that the check holds no array of `a`'s size."""
+    if a.size == 0:
+        return True
+    xp = backend.get_array_module(a)
+    return bool(backend.to_numpy(xp.isfinite(xp.stack([a.min(), a.max()])).all()))
 
 
 def real_array(a: Any, name: str) -> Any:
     """`a` as an array (DLPack objects shared without a copy, other host data as NumPy),
     refusing what is not real numbers before it reaches a device."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, whose mask xpbp would ignore: fill the masked values ({name}.filled(value)) "
+            f"or drop those rows ({name}[~{name}.mask.any(axis=1)]) first"
+        )
     try:
         a = backend.as_array(a)
     except (TypeError, ValueError, BufferError, RuntimeError) as e:
