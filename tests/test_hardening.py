@@ -157,3 +157,30 @@ def test_the_finiteness_check_finds_one_nan_and_holds_no_copy_of_the_data():
     X[19999, 0] = np.nan
     with pytest.raises(ValueError, match="X contains NaN or Inf"):
         xpbp.Network([500, 3], device="cpu").fit(X, y, epochs=1)
+
+
+def test_the_cuda_device_count_is_asked_of_the_runtime_once(monkeypatch):
+    """Array-module lookups (several per step) used to call cudaGetDeviceCount each time."""
+    import types
+
+    from xpbp import backend
+
+    calls = []
+
+    class CUDARuntimeError(Exception):
+        pass
+
+    def count():
+        calls.append(1)
+        return 2
+
+    runtime = types.SimpleNamespace(getDeviceCount=count, CUDARuntimeError=CUDARuntimeError, getDevice=lambda: 0)
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+    monkeypatch.setattr(backend, "cupy", fake)
+    cuda = backend.CudaBackend()
+    for _ in range(100):
+        assert cuda.xp is fake
+    cuda.check(1)
+    with pytest.raises(RuntimeError, match="cuda:2' does not exist: this machine has 2 CUDA device"):
+        cuda.check(2)
+    assert len(calls) == 1

@@ -149,6 +149,7 @@ class CudaBackend(Backend):
 
     def __init__(self) -> None:
         self._kernels: dict[Fused, Callable[..., None]] = {}
+        self._count: int | None = None
 
     @property
     def xp(self) -> ModuleType:
@@ -156,12 +157,16 @@ class CudaBackend(Backend):
         return cupy
 
     def count(self) -> int:
-        if cupy is None:
-            return 0
-        try:
-            return cupy.cuda.runtime.getDeviceCount()
-        except cupy.cuda.runtime.CUDARuntimeError:
-            return 0
+        """The CUDA devices this process sees, asked of the runtime once (the set is fixed
+        when CUDA initialises), since array-module lookups ask it several times a step."""
+        if self._count is None:
+            if cupy is None:
+                return 0
+            try:
+                self._count = int(cupy.cuda.runtime.getDeviceCount())
+            except cupy.cuda.runtime.CUDARuntimeError:
+                self._count = 0
+        return self._count
 
     def check(self, index: int) -> None:
         if cupy is None:

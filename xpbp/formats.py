@@ -46,7 +46,7 @@ with NumPy alone:
 | `history_best_epoch` | int64, the epoch early stopping keeps (0: none) |
 | `history_stopped_early` | bool, whether early stopping ended the run |
 | `watch_best`, `watch_best_epoch`, `watch_since`, `watch_halvings` | early stopping's and η halving's state (`stopping.Watch`) |
-| `best_theta` | θ of the best epoch, flat (only with early stopping) |
+| `best_theta` | θ of the best epoch, flat (only with early stopping or η halving) |
 | `data_train` | uint64, a fingerprint of the training data (X and targets) |
 | `data_validation` | uint64, one of the validation data (only when given apart) |
 
@@ -336,6 +336,17 @@ def _checkpoint_names(identity: Identity, slots: tuple[str, ...], version: int) 
     }
 
 
+def _best(archive: files.Archive, run: Run, theta: np.ndarray, config: Config) -> np.ndarray | None:
+    """The best epoch's θ, which a run that watches a validation score keeps. A run that only
+    halved η was written without it before xpbp kept the best epoch for it too: it resumes
+    keeping the parameters it had then as its best."""
+    if not run.watching:
+        return None
+    if "best_theta" not in archive.names and not run.early_stopping:
+        return theta.copy()
+    return _floats(archive, "best_theta", theta.shape, config.dtype)
+
+
 def _scalar_of(archive: files.Archive, name: str, like: Any) -> Any:
     """Member `name`, one value of the kind of `like`."""
     if isinstance(like, (bool, np.bool_)):
@@ -390,7 +401,7 @@ def _progress(
     else:
         step = archive.scalar("optimizer_step", "iu")
         names, watch = [f"state_{k}" for k in slots], _watch(archive, epoch)
-        best = _floats(archive, "best_theta", theta.shape, config.dtype) if run.early_stopping else None
+        best = _best(archive, run, theta, config)
     found = tuple(_floats(archive, name, theta.shape, config.dtype) for name in names)
     if not 0 <= step < 2**62:
         raise archive.error(f"its optimizer_step {step} is out of range")

@@ -97,7 +97,7 @@ class Trainer:
         k = self.workspace.layout.weights  # the weights come first in θ and ∇C
         self._theta_w, self._grad_w = self.theta[:k], self.workspace.grad[:k]
         self._scratch = self.xp.empty(k, dtype=self.model.dtype) if self.penalty is not None else None
-        self.best = self.xp.empty_like(self.theta) if self.run.early_stopping else None
+        self.best = self.xp.empty_like(self.theta) if self.run.watching else None  # the best epoch's θ, kept at the end
         widths = list(self.model.sizes[1:-1])
         self.dropout = draws.Dropout(self.run.dropout, widths, self.model.device, self.model.dtype) if self.run.dropout else None
         run = self.run
