@@ -153,6 +153,11 @@ def test_the_finiteness_check_finds_one_nan_and_holds_no_copy_of_the_data():
         X[12345, 321] = value
         assert not xpbp.validation.all_finite(X)
         X[12345, 321] = 0
+    X[:, 0] = 3e38  # finite values whose float32 sum overflows: told from an Inf by the second look
+    assert xpbp.validation.all_finite(X)
+    X[5, 7], X[6, 7] = np.inf, -np.inf  # their sum is NaN
+    assert not xpbp.validation.all_finite(X)
+    X[:, 0], X[5, 7], X[6, 7] = 0, 0, 0
     y = np.arange(20000) % 3
     X[19999, 0] = np.nan
     with pytest.raises(ValueError, match="X contains NaN or Inf"):

@@ -166,6 +166,10 @@ def test_features_far_from_unit_scale_are_warned_about():
     spread[:, 2] = np.linspace(0, 900, 50)  # |x| ≤ 1e3, but 9,000 times the median column's spread
     with pytest.warns(scaling.ScaleWarning, match="standard deviation is 9e\\+03 times the median"):
         xpbp.Network([3, 2, 2], device="cpu", seed=0).fit(spread, np.arange(50) % 2, epochs=1, progress=False)
+    rows = np.random.default_rng(0).standard_normal((100_000, 3))
+    rows[1::97, 2] *= 1e5  # one row in 97 far out: the check's 1,024 rows spread through X see them
+    with pytest.warns(scaling.ScaleWarning, match=r"\|x\| = "):
+        scaling.check(rows, np)
     image_like = np.zeros((50, 3))
     image_like[:, :2] = np.linspace(0, 1, 50)[:, None]
     image_like[0, 2] = 1e-4  # a border pixel that is nearly always 0: no harm, no warning
@@ -305,3 +309,101 @@ def test_a_scaled_network_trains_and_predicts_alike_on_every_device(device):
         assert np.allclose(p, q, rtol=1e-10) and m == pytest.approx(n, rel=1e-10)
     else:
         assert np.array_equal(p, q) and m == n
+
+
+def test_a_small_file_trains_with_a_validation_split_by_default(tmp_path):
+    X, y = load_wine(return_X_y=True)  # 178 rows: 142 to train on, 14 of them held out for validation
+    pd.DataFrame(X).assign(kind=y).to_csv(tmp_path / "wine.csv", index=False)
+    r = run("train", "--data", str(tmp_path / "wine.csv"), "--validation-fraction", "0.1", "--epochs", "2", "--seed", "1",
+            "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    train, _ = draws.split(1, 178, 0.2, y, stream=draws.TEST)
+    assert result["training"]["batch_size"] == len(train) - draws.held_out(len(train), 0.1, y[train]) < 200
+
+
+def test_a_model_without_class_labels_is_scored_on_its_class_indices(tmp_path):
+    X, y = load_wine(return_X_y=True)
+    net = xpbp.Network([13, 16, 3], output_activation="softmax", cost="log_likelihood", device="cpu", seed=0)
+    net.scaling = scaling.fit(X, "standard")
+    net.fit(X, y, epochs=5, progress=False)  # trained from Python on indices: no labels kept
+    assert net.classes is None
+    net.save(tmp_path / "m.npz")
+    rows = y > 0  # a file holding classes 1 and 2 only: still classes 1 and 2, not 0 and 1
+    pd.DataFrame(X[rows]).assign(kind=y[rows]).to_csv(tmp_path / "part.csv", index=False)
+    r = run("evaluate", str(tmp_path / "m.npz"), "--data", str(tmp_path / "part.csv"), "--json")
+    assert r.returncode == 0, r.stderr
+    scored = json.loads(r.stdout)
+    assert scored["classes"] == ["0", "1", "2"] and np.asarray(scored["confusion_matrix"])[0].sum() == 0
+    assert scored["accuracy"] == pytest.approx(np.mean(net.predict(X[rows]) == y[rows]), abs=1e-12)
+    assert scored["accuracy"] > 0.5
+
+
+def test_a_test_file_is_scored_in_the_training_files_classes(tmp_path):
+    frame = write_cancer(tmp_path / "train.csv")
+    frame[frame["target"] == "malignant"].iloc[:40].to_csv(tmp_path / "test.csv", index=False)  # one class only
+    model = tmp_path / "m.npz"
+    r = run("train", "--data", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--epochs", "20",
+            "--seed", "1", "--device", "cpu", "--save", str(model), "--json")
+    assert r.returncode == 0, r.stderr
+    net, test = xpbp.load(model, device="cpu"), tables.read(tmp_path / "test.csv", classes=("benign", "malignant"))
+    assert test.y.tolist() == [1] * 40  # malignant is class 1, as in the training file, not class 0 of the test file
+    assert json.loads(r.stdout)["test_accuracy"] == pytest.approx(np.mean(net.predict(test.X) == test.y), abs=1e-12)
+
+
+def test_trainer_and_the_validation_scores_use_the_networks_scalings(tmp_path):
+    X, y = load_diabetes(return_X_y=True, scaled=False)
+    net = xpbp.Network([10, 8, 1], activation="relu", output_activation="identity", cost="squared_error", device="cpu",
+                       dtype="float64", seed=0)
+    net.scaling, net.target_scaling = scaling.fit(X[:350], "standard"), scaling.fit(y[:350].reshape(-1, 1), "standard")
+    trainer = net.trainer(X[:350], y[:350], epochs=1)
+    assert np.allclose(trainer.plan.data.train.X, net.scaling.apply(X[:350]), rtol=1e-12)
+    assert np.allclose(trainer.plan.data.train.targets.Y.ravel(), (y[:350] - y[:350].mean()) / y[:350].std(), rtol=1e-12)
+    history = net.fit(X[:350], y[:350], epochs=3, batch_size=32, optimizer="adam", eta=0.01,
+                      validation_data=(X[350:], y[350:]), progress=False)
+    scores = net.metrics(X[350:], y[350:])  # in the targets' units
+    assert history.val_rmse[-1] == pytest.approx(scores["rmse"], rel=1e-9) and scores["rmse"] > 10
+    assert history.val_r2[-1] == pytest.approx(scores["r2"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(classes=np.array(["a", "b", "c"])), "it has 3 class labels for an output layer of 2"),
+        (dict(classes=np.array(["a", "a"])), "classes must be two or more distinct labels"),
+        (dict(classes=np.array(["a"])), "classes must be two or more distinct labels"),
+        (dict(scaling_scale=None), "its scaling lacks scaling_scale"),
+        (dict(scaling=None, scaling_offset=None), "its scaling lacks scaling, scaling_offset"),
+        (dict(scaling_scale=np.zeros(4)), "its scale finite and positive"),
+        (dict(scaling_offset=np.array([0.0, np.nan, 0.0, 0.0])), "offset must be finite"),
+        (dict(scaling=np.array("robust")), "scaling must be one of 'standard', 'minmax'"),
+        (dict(target_offset=np.zeros(2)), "its target scaling lacks target_scale"),
+    ],
+)
+def test_a_model_file_with_bad_labels_or_scalings_is_refused(tmp_path, change, message):
+    X = np.random.default_rng(0).standard_normal((40, 4))
+    net = xpbp.Network([4, 3, 2], output_activation="softmax", cost="log_likelihood", device="cpu", seed=0)
+    net.scaling, net.classes = scaling.fit(X, "standard"), ("no", "yes")
+    net.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as archive:
+        members = dict(archive)
+    assert members["classes"].tolist() == ["no", "yes"]  # one label per output class, as saved
+    for key, value in change.items():
+        members.pop(key) if value is None else members.__setitem__(key, value)
+    np.savez(tmp_path / "bad.npz", **members)
+    with pytest.raises(ValueError, match=message):
+        xpbp.load(tmp_path / "bad.npz", device="cpu")
+    assert xpbp.load(tmp_path / "m.npz", device="cpu").classes == ("no", "yes")
+
+
+def test_scaling_fit_leaves_constant_columns_and_warns_at_its_thresholds():
+    X = np.column_stack([np.full(20, 7.0), np.arange(20.0)])
+    for kind in ("standard", "minmax"):
+        assert scaling.fit(X, kind).scale[0] == 1.0  # a constant column: shifted, not divided by 0
+    steady = np.column_stack([np.linspace(-1, 1, 50)] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaling.check(np.where(np.arange(50)[:, None] == 0, 1e3, steady), np)  # |x| = 1e3 exactly: no warning
+        scaling.check(steady + 900.0, np)  # a large mean with a small spread, below 1e3: no warning
+    with pytest.warns(scaling.ScaleWarning, match=r"\|x\| = 1e\+03"):
+        scaling.check(np.where(np.arange(50)[:, None] == 0, -1000.5, steady), np)  # a negative one counts too

@@ -122,3 +122,60 @@ def test_a_file_many_chunks_long_is_read_in_bounded_memory(tmp_path):
     # Python strings, 40 MB) nor all its rows at once.
     assert peak - result < 10 * table.y.nbytes + (2 << 20), (peak, result)
     assert peak - result < path.stat().st_size
+
+
+@pytest.mark.parametrize("chunk_rows", [2, 3, 1000])
+def test_class_labels_do_not_depend_on_the_chunk_size(tmp_path, chunk_rows):
+    path = tmp_path / "mixed.csv"
+    labels = ["1.0", "1", "2", "1.0", "cat", "2"]  # text from the fifth row on: every label is text, as written
+    path.write_text("a,y\n" + "".join(f"{i},{c}\n" for i, c in enumerate(labels)))
+    table = tables.read(path, chunk_rows=chunk_rows)
+    assert table.classes == ("1", "1.0", "2", "cat")
+    assert [table.classes[k] for k in table.y] == labels
+    path.write_text("a,y\n" + "".join(f"{i},{c}\n" for i, c in enumerate(["1.0", "1", "2", "2.0"])))
+    numbers = tables.read(path, chunk_rows=chunk_rows)  # numbers only: the same number is the same class
+    assert numbers.classes == ("1", "2") and numbers.y.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "cells, row",
+    [
+        (["a", "b", "", "a"], 3),  # a text label left out
+        (["1", "2", "nan", "1"], 3),
+        (["1", "2", "1", "NA"], 4),  # a missing marker among numbers
+        (["0.5", "inf", "1.5", "2.5"], 2),
+        (["x", "1e400", "y", "x"], 2),  # a number too large for float64, among text labels
+    ],
+)
+def test_a_missing_or_non_finite_target_is_refused_by_row(tmp_path, cells, row):
+    path = tmp_path / "t.csv"
+    path.write_text("a,y\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)))
+    for chunk_rows in (2, 100):
+        with pytest.raises(ValueError, match=rf"row {row}, column 'y': the target .* is missing or not finite: fill it in"):
+            tables.read(path, chunk_rows=chunk_rows)
+    np.savez(tmp_path / "t.npz", X=np.zeros((3, 2)), y=np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(ValueError, match=r"row 2, column 'y': the target nan is missing"):
+        tables.read(tmp_path / "t.npz")
+
+
+def test_header_detection(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("1,2,label\n0.5,0.25,cat\n0.1,0.2,dog\n")  # names that look like numbers, found by the target's name
+    table = tables.read(path, target="label")
+    assert table.features == ("1", "2") and len(table.X) == 2 and table.classes == ("cat", "dog")
+    path.write_text("1.0,,cat\n2.0,1.0,dog\n3.0,2.0,cat\n")  # no header: its first row misses a value, and is not dropped
+    with pytest.raises(ValueError, match=r"row 1, column '1': '' is a missing value"):
+        tables.read(path)
+    path.write_text(",a,y\n0,1.5,0\n1,2.5,1\n")  # pandas' index column: a header with an empty first name
+    assert tables.read(path).features == ("", "a")
+    path.write_text("0.5,1.5,0\n1.5,2.5,1\n")
+    assert len(tables.read(path).X) == 2  # numbers only: no header
+
+
+def test_the_task_from_how_many_whole_numbers_and_a_target_counted_from_the_end(tmp_path):
+    for distinct, task in ((50, "classification"), (51, "regression")):
+        path = tmp_path / f"{distinct}.csv"
+        path.write_text("a,y,b\n" + "".join(f"{i},{i % distinct},{-i}\n" for i in range(120)))
+        table = tables.read(path, target=-2)
+        assert table.task == task and table.target == "y" and table.features == ("a", "b")
+        assert np.array_equal(table.X[:, 1], -np.arange(120))

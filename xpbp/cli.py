@@ -389,7 +389,9 @@ def _confusion(
 
 def _evaluate_file(args: argparse.Namespace, net: Network, plots: Any) -> dict[str, Any]:
     """`evaluate --data`: a model's scores on a file's rows."""
-    table = tables.read(args.data, target=args.target, task=_file_task(net), classes=net.classes)
+    table = tables.read(
+        args.data, target=args.target, task=_file_task(net), classes=tabular.classes(net), n_features=net.sizes[0]
+    )
     if table.y is None:
         raise ValueError(f"{args.data} has no target column to score against (it has the model's {net.sizes[0]} features only)")
     result: dict[str, Any] = {"command": "evaluate", "model": args.model, "data": args.data, "device": net.device}
@@ -409,7 +411,7 @@ def _evaluate_file(args: argparse.Namespace, net: Network, plots: Any) -> dict[s
     return {
         **result,
         "accuracy": accuracy,
-        "classes": list(net.classes or range(max(net.sizes[-1], 2))),
+        "classes": list(tabular.classes(net) or ()),
         "per_class_accuracy": per_class.tolist(),
         "confusion_matrix": confusion.tolist(),
         "plot": args.plot,
@@ -429,7 +431,9 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     net = load(args.model, device=args.device)
     if args.proba and net.task == "regression":
         raise ValueError(f"--proba gives class probabilities, and {args.model} is a regression")
-    table = tables.read(args.data, target=args.target, task=_file_task(net), classes=net.classes, n_features=net.sizes[0])
+    table = tables.read(
+        args.data, target=args.target, task=_file_task(net), classes=tabular.classes(net), n_features=net.sizes[0]
+    )
     names, blocks = tabular.predictions(net, table.X, args.proba)
     n = tabular.write_csv(args.out, names, blocks)
     if not args.json:

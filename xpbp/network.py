@@ -423,12 +423,9 @@ class Network:
         """
         settings = dict(locals())
         del settings["self"], settings["X"], settings["y"], settings["validation_data"]
-        if self._scaling is not None or self._target_scaling is not None:
-            X, y = self._rows(X), self._targets(y)
-            if validation_data is not None and isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-                validation_data = (self._rows(validation_data[0], "validation_data[0]"), self._targets(validation_data[1]))
         trainer = self._trainer(X, y, validation_data, settings)
-        given = X if isinstance(X, np.ndarray) else trainer.plan.data.train.X  # host data is looked at on the host
+        scaled = self._scaling is not None or not isinstance(X, np.ndarray)
+        given = trainer.plan.data.train.X if scaled else X  # unscaled host data is looked at on the host
         _scaling.check(given, backend.get_array_module(given))
         saving = Checkpoints(checkpoint, trainer.plan.checkpoint_every, resume) if checkpoint is not None else None
         self.task = trainer.task.name
@@ -438,7 +435,12 @@ class Network:
             self.seed, self._epochs_trained = trainer.seed, trainer.epochs_trained
 
     def _trainer(self, X: Any, y: Any, validation_data: Any, settings: dict[str, Any]) -> training.Trainer:
-        plan = runs.Plan.checked(self._model, self._config(), X, y, validation_data, **settings)
+        if self._scaling is not None or self._target_scaling is not None:
+            X, y = self._rows(X), self._targets(y)
+            if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+                validation_data = (self._rows(validation_data[0], "validation_data[0]"), self._targets(validation_data[1]))
+        units = None if self._target_scaling is None else self._target_scaling.scale
+        plan = runs.Plan.checked(self._model, self._config(), X, y, validation_data, units=units, **settings)
         trainer = training.Trainer(plan, self._params, self._work, self.seed, self._epochs_trained)
         self._work = trainer.workspace  # the training step's buffers, kept from fit to fit
         return trainer
@@ -516,14 +518,11 @@ class Network:
         `ValueError` when an output is NaN or Inf."""
         task = self._task(y)
         X = self._rows(X)
-        scaled = isinstance(task, tasks.Regression) and self._target_scaling is not None
-        y = self._targets(y) if scaled else y
+        if isinstance(task, tasks.Regression) and self._target_scaling is not None:
+            y, task = self._targets(y), task.in_units(self._target_scaling.scale)
         targets = task.targets(y, X.shape[0], self.sizes[-1], "y", dtype=self.dtype, device=self.device)
         cost, bad, *totals = backend.to_numpy(self._model.totals(self.weights, self.biases, task, X, targets)).tolist()
         _finite_outputs(int(bad), X.shape[0])
-        if scaled:  # the regression's sums in the targets' own units: squared errors and squares by s², sums by s
-            s = self._target_scaling.scale  # type: ignore[union-attr]
-            totals = (np.asarray(totals) * np.concatenate([s**2, s, s**2])).tolist()
         return {"cost": cost / X.shape[0], **task.score(totals, X.shape[0])}
 
     def evaluate(self, X: Any, y: Any) -> float:

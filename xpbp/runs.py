@@ -334,16 +334,19 @@ class Plan:
         return regularization.get(self.run.regularization) if self.run.lmbda else None
 
     @classmethod
-    def checked(cls, model: Model, config: Config, X: Any, y: Any, validation_data: Any, **settings: Any) -> Plan:
+    def checked(
+        cls, model: Model, config: Config, X: Any, y: Any, validation_data: Any, units: Any = None, **settings: Any
+    ) -> Plan:
         """`fit`'s arguments (`settings`: its keyword arguments), each validated, with a
         message naming the first bad one; in a data-parallel run, what one rank refuses,
-        all refuse."""
+        all refuse. `units`: a regression's target scale, for scores in the targets' units."""
         comm = settings["comm"]
         group = Group(comm, model.device) if comm is not None else None
         with agreeing(comm):
             task = (
                 tasks.get(config.task) if config.task is not None else tasks.infer(config.output_activation, config.sizes[-1], y)
             )
+            task = task if units is None else task.in_units(units)
             data = Data.checked(model, task, X, y, validation_data, settings["sample_weight"])
             optimizer = optimizers.get(settings["optimizer"], real(settings["momentum"], "momentum", 0.0, 1.0, high_open=True))
             run = Run.checked(*data.train.X.shape, task=task, using=optimizer, cost_eta=model.cost.eta, data=data, **settings)

@@ -102,24 +102,22 @@ def _target(
     path: Path, name: str, raw: np.ndarray, task: str | None, classes: Sequence[str] | None
 ) -> tuple[np.ndarray, str, tuple[str, ...] | None]:
     """The target as indices or numbers, its task, and the class labels."""
-    numbers = _as_numbers(raw)
+    numbers, names, index = _values(path, name, raw)
     if task is None:
         whole = numbers is not None and bool((numbers == np.floor(numbers)).all())
         few = numbers is None or (whole and len(np.unique(numbers)) <= _MAX_CLASSES)
-        task = "classification" if numbers is None or few else "regression"
+        task = "classification" if few else "regression"
     if task == "regression":
         if numbers is None:
-            row = _first(raw, lambda s: _number(s) is None)
+            row = int(np.argmax([_number(v) is None for v in names[index]]))
             raise ValueError(
-                f"{path}, row {row + 1}, column {name!r}: {raw[row]!r} is not a number, and a regression's targets must be "
-                "(for class labels, use task classification)"
+                f"{path}, row {row + 1}, column {name!r}: {str(names[index[row]])!r} is not a number, and a regression's "
+                "targets must be (for class labels, use task classification)"
             )
         return numbers, task, None
     if numbers is not None:  # the distinct values named once each, not once per row
         values, index = np.unique(numbers, return_inverse=True)
         names = np.array([_label(v) for v in values])
-    else:
-        names, index = np.unique(raw, return_inverse=True)
     if classes is None:
         return index.astype(np.int64), task, tuple(str(c) for c in names)
     known = {c: k for k, c in enumerate(classes)}
@@ -133,16 +131,42 @@ def _target(
     return y, task, tuple(classes)
 
 
-def _as_numbers(raw: np.ndarray) -> np.ndarray | None:
-    """`raw` as float64 when every value is a finite number, else None."""
+_MISSING = ("", "na", "n/a", "nan", "null", "none")  # what a missing number is written as
+
+
+def _values(path: Path, name: str, raw: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The target as float64 numbers when every value is one (else None), and as its
+    distinct texts and each row's index into them. A missing or non-finite target is
+    refused, and so is a column of numbers with missing markers (`NA`, `null`) among them."""
     if raw.dtype.kind in "biuf":
         numbers = raw.astype(np.float64)
-    else:
-        try:
-            numbers = raw.astype(np.float64)
-        except ValueError:
-            return None
-    return numbers if np.isfinite(numbers).all() else None
+        bad = ~np.isfinite(numbers)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(f"{path}, row {row + 1}, column {name!r}: the target {numbers[row]} {_MISSING_REMEDY}")
+        return numbers, np.empty(0, dtype=str), np.empty(0, dtype=np.int64)
+    names, index = np.unique(np.char.strip(raw.astype(str)), return_inverse=True)
+    parsed = [_number(v) if v.lower() not in _MISSING else None for v in names]
+    missing = [v == "" or (p is None and _parses(v)) for v, p in zip(names, parsed)]
+    if all(p is not None or v.lower() in _MISSING for v, p in zip(names, parsed)):
+        missing = [p is None for p in parsed]  # numbers with missing markers among them
+    if any(missing):
+        row = int(np.argmax(np.asarray(missing)[index]))
+        raise ValueError(f"{path}, row {row + 1}, column {name!r}: the target {str(names[index[row]])!r} {_MISSING_REMEDY}")
+    if all(p is not None for p in parsed):
+        return np.array(parsed, dtype=np.float64)[index], names, index
+    return None, names, index
+
+
+_MISSING_REMEDY = "is missing or not finite: fill it in or drop the row"
+
+
+def _parses(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _label(v: float) -> str:
@@ -157,8 +181,13 @@ def _number(text: str) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _first(values: Any, bad: Any) -> int:
-    return next(i for i, v in enumerate(values) if bad(v))
+def _as_numbers(cells: np.ndarray) -> np.ndarray | None:
+    """Text cells as float64 when every one is a finite number, else None."""
+    try:
+        numbers = cells.astype(np.float64)
+    except ValueError:
+        return None
+    return numbers if np.isfinite(numbers).all() else None
 
 
 def _column(names: Sequence[str], target: str | int | None, path: Path) -> int:
@@ -209,35 +238,42 @@ def _csv(
     if first is None:
         raise ValueError(f"{path} is empty")
     if header is None:
-        header = _is_header(first, second)
+        header = _is_header(first, second, target)
     names = [c.strip() for c in first] if header else [str(i) for i in range(len(first))]
     t, features = _split_columns(names, target, n_features, path)
     n = _count(path, delimiter, len(names), header)
     X, numbers = np.empty((n, len(features)), dtype=np.float64), np.empty(n if t is not None else 0, dtype=np.float64)
-    texts: list[np.ndarray] | None = None  # the target as text, from the first chunk that is not all numbers
+    texts = False  # whether a target cell is not a finite number
     keep = [i for i in range(len(names)) if i != t]
     done = 0
     for start, chunk in _chunks(path, delimiter, header, chunk_rows):
         X[done : done + len(chunk)] = _floats(chunk, keep, start, [names[i] for i in keep], path)
-        if t is not None:
-            cells = [r[t].strip() for r in chunk]
-            values = _as_numbers(np.array(cells)) if texts is None else None
+        if t is not None and not texts:
+            values = _as_numbers(np.array([r[t] for r in chunk]))
+            texts = values is None
             if values is not None:
                 numbers[done : done + len(chunk)] = values
-            else:
-                texts = texts if texts is not None else [np.array([_label(v) for v in numbers[:done]], dtype=str)]
-                texts.append(np.array(cells))
         done += len(chunk)
-    raw = None if t is None else numbers if texts is None else np.concatenate(texts)
+    raw = None if t is None else numbers if not texts else _texts(path, delimiter, header, t, chunk_rows)
     return X, raw, features, (names[t] if t is not None else "")
 
 
-def _is_header(first: list[str], second: list[str] | None) -> bool:
-    """A header holds a name where the row below holds a number (or only names)."""
-    names = [_number(c) is None for c in first]
-    if second is None or all(names):
-        return all(names)
-    return any(name and _number(c) is not None for name, c in zip(names, second))
+def _texts(path: Path, delimiter: str, header: bool, t: int, chunk_rows: int) -> np.ndarray:
+    """Column `t` as text, read again: the same for every chunk size."""
+    return np.concatenate([np.array([r[t] for r in chunk]) for _, chunk in _chunks(path, delimiter, header, chunk_rows)])
+
+
+def _is_header(first: list[str], second: list[str] | None, target: str | int | None) -> bool:
+    """A header names the target column given by name, or holds a name where the row
+    below holds a number, or holds names only (an empty cell is no name: it may be a
+    missing value, or the header of an index column)."""
+    cells = [c.strip() for c in first]
+    if isinstance(target, str) and target in cells and not target.lstrip("-").isdigit():
+        return True
+    names = [c != "" and _number(c) is None for c in cells]
+    if all(name or c == "" for name, c in zip(names, cells)) and any(names):
+        return True
+    return second is not None and any(name and _number(c) is not None for name, c in zip(names, second))
 
 
 def _count(path: Path, delimiter: str, width: int, header: bool) -> int:

@@ -9,7 +9,8 @@ classes, a softmax output of one neuron per class under the log-likelihood cost 
 sigmoid neuron under the cross-entropy for two classes); for a regression, one identity
 output under scikit-learn's squared error, its targets standardised on the training
 rows. Options left unset take scikit-learn `MLPClassifier`'s defaults (hidden
-layer 100, ReLU, Adam at η 0.001, mini-batches of min(200, N), 200 epochs).
+layer 100, ReLU, Adam at η 0.001, mini-batches of min(200, N) for N training rows (those left after
+`--validation-fraction`'s), 200 epochs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from . import draws, files, scaling, tables
 from .network import Network
 
-__all__ = ["DEFAULTS", "Own", "check", "defaults", "load", "predictions", "scalings", "write_csv"]
+__all__ = ["DEFAULTS", "Own", "check", "classes", "defaults", "load", "predictions", "scalings", "write_csv"]
 
 # What an option left unset means on own data (scikit-learn MLPClassifier's defaults).
 DEFAULTS = dict(hidden=[100], activation="relu", optimizer="adam", epochs=200, batch_size=200)
@@ -91,7 +92,7 @@ def defaults(args: argparse.Namespace, own: Own) -> None:
     table = own.table
     for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
-            setattr(args, key, value if key != "batch_size" else min(int(value), len(own.X)))  # type: ignore[call-overload]
+            setattr(args, key, value if key != "batch_size" else min(int(value), _fitted_rows(args, own)))  # type: ignore[call-overload]
     if args.sizes is not None:
         raise ValueError(
             "on a file of your own, give the hidden layers with --hidden N,N,...: the data sets the input and output widths"
@@ -110,6 +111,14 @@ def defaults(args: argparse.Namespace, own: Own) -> None:
     args.cost = args.cost or cost
 
 
+def _fitted_rows(args: argparse.Namespace, own: Own) -> int:
+    """How many training rows `fit` steps over: those left after `--validation-fraction`'s."""
+    if not args.validation_fraction:
+        return len(own.X)
+    labels = own.y if own.table.task == "classification" else None
+    return len(own.X) - draws.held_out(len(own.X), args.validation_fraction, labels)
+
+
 def scalings(args: argparse.Namespace, own: Own) -> tuple[scaling.Scaling | None, scaling.Scaling | None]:
     """The input scaling (`--scale`, fitted on the training rows) and a regression's target scaling."""
     inputs = scaling.fit(own.X, args.scale or "standard")
@@ -118,13 +127,21 @@ def scalings(args: argparse.Namespace, own: Own) -> tuple[scaling.Scaling | None
     return inputs, scaling.fit(own.y.reshape(-1, 1), "standard")
 
 
+def classes(net: Network) -> tuple[str, ...] | None:
+    """The labels of a classifier's classes: those it was trained on, or for a network
+    trained on class indices, the indices 0, 1, … themselves (None for a regression)."""
+    if net.task == "regression":
+        return None
+    return net.classes or tuple(str(k) for k in range(max(net.sizes[-1], 2)))
+
+
 def predictions(net: Network, X: np.ndarray, proba: bool) -> tuple[list[str], Any]:
     """The header and an iterator of row blocks of `xpbp predict`'s output: a class's
     label (and with `proba`, each class's probability), or a regression's outputs."""
     if net.task == "regression":
         names = ["prediction"] if net.sizes[-1] == 1 else [f"prediction_{j}" for j in range(net.sizes[-1])]
     else:
-        labels = net.classes or tuple(str(k) for k in range(max(net.sizes[-1], 2)))
+        labels = classes(net) or ()
         names = ["prediction"] + ([f"p_{c}" for c in labels] if proba else [])
 
     def blocks() -> Any:

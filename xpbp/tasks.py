@@ -78,6 +78,11 @@ class Task:
         """How many sums `totals` gives."""
         raise NotImplementedError
 
+    def in_units(self, scale: Any) -> Task:
+        """The task scoring outputs trained towards targets divided by `scale` (one per
+        output) in the targets' own units; a classification's scores have none."""
+        return self
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -172,10 +177,18 @@ class MultiLabel(Task):
         return {"accuracy": totals[0] / n}
 
 
+@dataclass(frozen=True)
 class Regression(Task):
-    name = "regression"
-    scores = ("rmse", "r2")
-    headline = "r2"
+    """`units`: the scale of each output's targets (empty: the outputs' own units), by which
+    `score` takes the RMSE in the targets' units when the network learns them scaled."""
+
+    name: ClassVar[str] = "regression"
+    scores: ClassVar[tuple[str, ...]] = ("rmse", "r2")
+    headline: ClassVar[str] = "r2"
+    units: tuple[float, ...] = ()
+
+    def in_units(self, scale: Any) -> Task:
+        return Regression(tuple(float(s) for s in np.asarray(scale).ravel()))
 
     def targets(self, y: Any, n: int, n_out: int, name: str, *, dtype: np.dtype, device: str) -> Targets:
         y = validation.real_array(y, name)
@@ -208,7 +221,10 @@ class Regression(Task):
 
     def score(self, totals: list[float], n: int) -> dict[str, float]:
         k = len(totals) // 3
-        sse, shifted, squares = totals[:k], totals[k : 2 * k], totals[2 * k :]
+        units = self.units or (1.0,) * k  # errors and squares scale by s², sums by s
+        sse = [e * u * u for e, u in zip(totals[:k], units)]
+        shifted = [t * u for t, u in zip(totals[k : 2 * k], units)]
+        squares = [q * u * u for q, u in zip(totals[2 * k :], units)]
         r2 = []
         for e, s, q in zip(sse, shifted, squares):
             spread = max(q - s * s / n, 0.0)  # Σ(y − ȳ)²

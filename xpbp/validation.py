@@ -79,11 +79,15 @@ def real(value: Any, name: str, low: float, high: float = math.inf, *, high_open
 
 def all_finite(a: Any) -> bool:
     """No NaN or Inf in `a`, checked where `a` lives: free for host data, one
-    transfer of a flag for device data. Its smallest and largest values tell (a NaN
-    makes both NaN), so that the check holds no array of `a`'s size."""
+    transfer of a flag for device data. Its sum tells in one pass (a NaN or an Inf
+    makes it NaN or Inf), and where the sum overflows, its smallest and largest values
+    (a NaN makes both NaN); the check holds no array of `a`'s size."""
     if a.size == 0:
         return True
     xp = backend.get_array_module(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if bool(backend.to_numpy(xp.isfinite(a.sum()))):
+            return True
     return bool(backend.to_numpy(xp.isfinite(xp.stack([a.min(), a.max()])).all()))
 
 
