@@ -54,11 +54,13 @@ class Ledger:
     to_host: list[str] = field(default_factory=list)
     to_device: list[str] = field(default_factory=list)
     kernels: list[str] = field(default_factory=list)  # the names of the fused kernels launched
+    between: list[str] = field(default_factory=list)  # copies from one strict device to another
 
     def reset(self) -> None:
         self.to_host.clear()
         self.to_device.clear()
         self.kernels.clear()
+        self.between.clear()
 
     @staticmethod
     def _stack() -> str:
@@ -293,6 +295,11 @@ class StrictBackend(Backend):
     def to_numpy(self, a) -> np.ndarray:
         LEDGER.to_host.append(LEDGER._stack())
         return a._a.copy()
+
+    def moved(self, a, index: int):
+        """A copy on another strict device, as CuPy copies GPU to GPU: no host transfer."""
+        LEDGER.between.append(LEDGER._stack())
+        return StrictArray(a._a.copy(), index)
 
     def run(self, op: Fused, args) -> None:
         """One launch of a fused operation: its own array code, on this module."""

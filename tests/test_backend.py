@@ -101,6 +101,24 @@ def test_fused_operation_is_plain_array_code(ledger):
     assert ledger.kernels == ["xpbp_axpy"]
 
 
+def test_a_fused_operation_looks_at_every_argument_for_its_device(ledger):
+    @backend.fuse
+    def _axpy(xp, a, x, y):
+        y += a * x
+
+    on = {d: xpbp.to_device(np.ones(3), d) for d in ("strict:0", "strict:1")}
+    with pytest.raises(ValueError, match=r"xpbp_axpy: its arrays live on different devices \(cpu, strict:0\)"):
+        _axpy(on["strict:0"], np.ones(3), on["strict:0"])  # a host array after a device one
+    with pytest.raises(ValueError, match=r"different devices \(strict:0, strict:1\)"):
+        _axpy(on["strict:0"], on["strict:1"], on["strict:1"])
+    with pytest.raises(Exception, match="mixed into device arithmetic"):  # a device array after a host one refuses
+        _axpy(np.ones(3), on["strict:0"], np.ones(3))
+    assert ledger.kernels == []  # nothing launched
+    with backend.using("strict:1"):
+        _axpy(2.0, on["strict:1"], on["strict:1"])  # a Python number is no device's
+    assert xpbp.to_numpy(on["strict:1"]).tolist() == [3.0, 3.0, 3.0] and ledger.kernels == ["xpbp_axpy"]
+
+
 @pytest.mark.parametrize("_", [pytest.param(None, marks=GPU)])
 def test_fused_operation_is_one_cupy_kernel_on_cuda(_):
     import cupy

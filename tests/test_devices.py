@@ -89,6 +89,16 @@ def test_moving_a_network_between_devices():
     assert all(np.array_equal(a, b) for a, b in zip(host(net), host(ref)))
 
 
+def test_arrays_move_between_two_devices_without_the_host(ledger):
+    a = to_device(np.arange(4.0), "strict:0")
+    ledger.reset()
+    b = to_device(a, "strict:1")
+    assert backend.device_of(b) == "strict:1" and len(ledger.between) == 1
+    assert ledger.to_host == [] and ledger.to_device == []  # as CuPy copies GPU to GPU
+    assert to_device(b, "strict:1") is b and len(ledger.between) == 1  # already there: no copy
+    assert xpbp.to_numpy(b).tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
 def test_without_device_scoping_the_second_device_fails(monkeypatch):
     """The test above can fail: with ``using`` made a no-op, a network on strict:1
     allocates on strict:0 and the strict device says so."""

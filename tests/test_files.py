@@ -435,3 +435,30 @@ def test_an_archive_of_exactly_the_most_members_opens(tmp_path):
     np.savez(path, **{f"a{i}": np.zeros(1) for i in range(files._MAX_MEMBERS)})
     with files.Archive(path, "test archive") as archive:
         assert len(archive.names) == files._MAX_MEMBERS
+
+
+def _as_zip64(path, count=None):
+    """The archive at `path` rewritten with a ZIP64 end record (and its locator) before the
+    classic one, declaring `count` members (default: the true count), as zipfile reads them."""
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    entries = int.from_bytes(data[end + 10 : end + 12], "little")
+    size, offset = (int.from_bytes(data[end + k : end + k + 4], "little") for k in (12, 16))
+    record = (b"PK\x06\x06" + (44).to_bytes(8, "little") + (45).to_bytes(2, "little") * 2 + bytes(8)
+              + entries.to_bytes(8, "little") + (entries if count is None else count).to_bytes(8, "little")
+              + size.to_bytes(8, "little") + offset.to_bytes(8, "little"))
+    locator = b"PK\x06\x07" + bytes(4) + end.to_bytes(8, "little") + (1).to_bytes(4, "little")
+    classic = bytearray(data[end:])
+    classic[8:12] = b"\xff\xff\xff\xff"  # the counts deferred to the ZIP64 record
+    path.write_bytes(bytes(data[:end]) + record + locator + bytes(classic))
+
+
+def test_a_zip64_end_record_is_held_to_the_member_cap(tmp_path):
+    honest, lying = tmp_path / "honest.npz", tmp_path / "lying.npz"
+    for path in (honest, lying):
+        xpbp.Network([3, 4, 2], device="cpu", seed=1).save(path)
+    _as_zip64(honest)
+    assert xpbp.load(honest, device="cpu").seed == 1  # a true ZIP64 record, as large files carry, is read
+    _as_zip64(lying, count=1_000_000)
+    with pytest.raises(ValueError, match=r"lying.npz is not a valid .*declares 1000000 members"):
+        xpbp.load(lying, device="cpu")

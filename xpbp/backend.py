@@ -80,9 +80,13 @@ class Fused:
 
     def __call__(self, *args: Any) -> None:
         if type(args[0]) is np.ndarray:  # the common case, first: NumPy runs the code itself
-            self.fn(np, *args)
-        else:
-            _backend_of(args[0]).run(self, args)
+            self.fn(np, *args)  # (a device array among the rest refuses NumPy's conversion itself)
+            return
+        places = {(b := _backend_of(a), b.index_of(a)) for a in args if not isinstance(a, (int, float, np.generic))}
+        if len(places) > 1:
+            shown = ", ".join(sorted(f"{b.name}:{i}" if b.name != "cpu" else "cpu" for b, i in places))
+            raise ValueError(f"{self.name}: its arrays live on different devices ({shown}): bring them to one first")
+        places.pop()[0].run(self, args)  # on the current device, which must be its arrays' (as CuPy requires)
 
 
 def fuse(fn: Callable[..., None]) -> Fused:
@@ -130,6 +134,11 @@ class Backend:
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
+
+    def moved(self, a: Any, index: int) -> Any:
+        """A copy on device `index` of an array on another of this backend's devices
+        (the host has one device only, so the CPU is never asked)."""
+        return self.asarray(self.to_numpy(a), index)
 
     def run(self, op: Fused, args: tuple[Any, ...]) -> None:
         """Run a fused operation: on NumPy, its array code."""
@@ -200,6 +209,10 @@ class CudaBackend(Backend):
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return cupy.asnumpy(a)
+
+    def moved(self, a: Any, index: int) -> Any:
+        with cupy.cuda.Device(index):
+            return cupy.copy(a)  # GPU to GPU (peer to peer where the devices allow), never through the host
 
     def run(self, op: Fused, args: tuple[Any, ...]) -> None:
         kernel = self._kernels.get(op)
@@ -385,6 +398,8 @@ def to_device(a: Any, device: str) -> Any:
     """`a` as an array on `device`; no copy when it already lives there."""
     backend, index = _split(canonical(device))
     source = _backend_of(a)
-    if source is not backend or (backend.name != "cpu" and source.index_of(a) != index):
-        a = source.to_numpy(a)  # leaving a device goes through the host
+    if source is backend and backend.name != "cpu" and source.index_of(a) != index:
+        return backend.moved(a, index)  # between two devices of one kind
+    if source is not backend:
+        a = source.to_numpy(a)  # from one kind of device to another, through the host
     return backend.asarray(a, index)

@@ -234,8 +234,24 @@ class Archive:
             raise zipfile.BadZipFile("no end-of-archive record; a .npy file or a text file is not an .npz archive")
         count = int.from_bytes(data[at + 10 : at + 12], "little")
         size = int.from_bytes(data[at + 12 : at + 16], "little")
+        if at >= 20 and data[at - 20 : at - 16] == b"PK\x06\x07":  # a ZIP64 locator: zipfile reads its record
+            count, size = self._zip64(self._size - tail + at - 20, data[at - 12 : at - 4]) or (count, size)
         if count > _MAX_MEMBERS or size > _MAX_DIRECTORY:
             raise self.error(f"its directory declares {count} members in {size} bytes, far more than any xpbp file has")
+
+    def _zip64(self, locator: int, offset: bytes) -> tuple[int, int] | None:
+        """The largest member count and directory size declared by a ZIP64 end record
+        (which then stand for the classic record's), looked for where zipfile's versions
+        look: just before the locator, and at the offset the locator gives; None if none."""
+        found = None
+        for at in (locator - 56, int.from_bytes(offset, "little")):
+            if 0 <= at <= self._size - 56:
+                self._file.seek(at)
+                record = self._file.read(56)
+                if record[:4] == b"PK\x06\x06":
+                    declared = int.from_bytes(record[32:40], "little"), int.from_bytes(record[40:48], "little")
+                    found = declared if found is None else (max(found[0], declared[0]), max(found[1], declared[1]))
+        return found
 
     def __enter__(self) -> Archive:
         return self
