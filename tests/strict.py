@@ -254,6 +254,7 @@ class StrictBackend(Backend):
     """Two strict devices, ``strict:0`` and ``strict:1``."""
 
     name = "strict"
+    gather_bytes = Backend.gather_bytes * 256  # as CuPy's: one gather launch for many mini-batches
 
     @property
     def xp(self):

@@ -89,6 +89,49 @@ def test_moving_a_network_between_devices():
     assert all(np.array_equal(a, b) for a, b in zip(host(net), host(ref)))
 
 
+def test_a_gpu_epoch_gathers_its_mini_batches_in_few_launches(monkeypatch):
+    """At m=10 on 20,000 examples (640 KB), the CPU gathers blocks of 256 KiB (three of X
+    in a shuffled epoch, each hot in cache for its steps); a device, as CuPy, gathers the
+    epoch in one launch of X and one of the targets (and the training cost takes the targets
+    once more). Both train the same bits."""
+    X, y = blobs(20_000)
+    X = X.astype(np.float64)
+    assert 2 * backend.gather_bytes("cpu") < X.nbytes <= backend.gather_bytes("strict:0")
+    takes = []
+    real = strict.StrictArray.__getattr__
+
+    def counted(self, name):
+        if name == "take":
+            takes.append(self.shape)
+        return real(self, name)
+
+    monkeypatch.setattr(strict.StrictArray, "__getattr__", counted)
+    nets = {d: xpbp.Network([4, 5, 3], device=d, seed=1) for d in ("cpu", "strict")}
+    seen = []
+    for epochs in (1, 3):  # what the epochs take, beside what a fit takes once
+        takes.clear()
+        nets["strict"].fit(X, y, epochs=epochs, **FIT)
+        seen.append(len(takes))
+        nets["cpu"].fit(X, y, epochs=epochs, **FIT)
+    assert seen[1] - seen[0] == 2 * 3  # two more epochs: X and the targets gathered once each, the targets for the cost
+    assert all(np.array_equal(a, b) for a, b in zip(host(nets["cpu"]), host(nets["strict"])))
+
+
+def test_predicting_host_rows_sends_them_a_chunk_at_a_time():
+    """Rows on the host go to the device a chunk (`xpbp.model.CHUNK`) at a time: a device
+    that cannot hold all of X at once still predicts them, as the CPU does."""
+    X = np.tile(blobs(3 * xpbp.model.CHUNK)[0], 10)  # 40 features: the outputs are a small part of X's size
+    nets = {d: xpbp.Network([40, 5, 3], device=d, seed=1) for d in ("cpu", "strict")}
+    strict.MEMORY_LIMIT[0] = X.nbytes // 2  # less than X, more than a chunk of it
+    try:
+        got = {d: (net.predict(X), net.predict_proba(X)) for d, net in nets.items()}
+        with pytest.raises(strict.OutOfMemory):
+            xpbp.to_device(X, "strict")  # the limit bites: X whole does not fit
+    finally:
+        strict.MEMORY_LIMIT[0] = None
+    assert np.array_equal(got["cpu"][0], got["strict"][0]) and np.array_equal(got["cpu"][1], got["strict"][1])
+
+
 def test_arrays_move_between_two_devices_without_the_host(ledger):
     a = to_device(np.arange(4.0), "strict:0")
     ledger.reset()

@@ -102,6 +102,9 @@ class Backend:
     """
 
     name = "cpu"
+    # Bytes of examples an epoch gathers in one call: on the CPU a block that stays in
+    # cache for its mini-batches' steps; on a GPU one launch for many mini-batches.
+    gather_bytes = 1 << 18
 
     @property
     def xp(self) -> ModuleType:
@@ -155,6 +158,7 @@ class CudaBackend(Backend):
     """CuPy on NVIDIA GPUs."""
 
     name = "cuda"
+    gather_bytes = 1 << 26
 
     def __init__(self) -> None:
         self._kernels: dict[Fused, Callable[..., None]] = {}
@@ -381,6 +385,11 @@ def as_array(a: Any) -> Any:
 def get_array_module(a: Any) -> ModuleType:
     """NumPy for host data (arrays, lists, scalars), CuPy for CuPy arrays."""
     return _backend_of(a).xp
+
+
+def gather_bytes(device: str) -> int:
+    """How many bytes of examples an epoch on `device` gathers at once (`Backend.gather_bytes`)."""
+    return _split(canonical(device))[0].gather_bytes
 
 
 def device_of(a: Any) -> str:

@@ -28,7 +28,7 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -461,15 +461,27 @@ class Network:
     def _host_outputs(self, X: Any, task: tasks.Task) -> np.ndarray:
         """The task's predictions for rows of X, on the host in one transfer; `ValueError`
         when an output is NaN or Inf, so that no prediction is a guess."""
-        X, xp = self._rows(X), self.xp
+        xp, n = self.xp, 0
         parts, bad = [], xp.zeros(1, dtype=self.dtype)
-        for k in range(0, X.shape[0], CHUNK):
-            a = self._model.forward(self.weights, self.biases, X[k : k + CHUNK].T)
+        for x in self._chunks(X):
+            a = self._model.forward(self.weights, self.biases, x.T)
             parts.append(task.decide(a).T.astype(self.dtype).ravel())
             bad += (~xp.isfinite(a)).any(axis=0).sum()
+            n += x.shape[0]
         host = backend.to_numpy(xp.concatenate(parts + [bad]))
-        _finite_outputs(int(host[-1]), X.shape[0])
-        return host[:-1].reshape(X.shape[0], -1)
+        _finite_outputs(int(host[-1]), n)
+        return host[:-1].reshape(n, -1)
+
+    def _chunks(self, X: Any) -> Iterator[Any]:
+        """Rows of `X` on the device, checked and scaled, `CHUNK` at a time; rows on the host
+        are sent to a GPU a chunk at a time, so that its memory holds one chunk of them."""
+        if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] > CHUNK and self.device != "cpu":
+            for k in range(0, X.shape[0], CHUNK):
+                yield self._rows(X[k : k + CHUNK])
+            return
+        X = self._rows(X)
+        for k in range(0, X.shape[0], CHUNK):
+            yield X[k : k + CHUNK]
 
     @_on_device
     @np.errstate(over="ignore", invalid="ignore")  # outputs that overflow are reported below, by count

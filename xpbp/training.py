@@ -44,10 +44,6 @@ log = logging.getLogger("xpbp.network")  # the logger users already listen to
 _TINY = 1e-300  # a floor for sums of sample weights, so that a mini-batch weighing nothing changes nothing
 
 
-# How many bytes of examples an epoch gathers at once, for the mini-batches of a block.
-_BLOCK_BYTES = 1 << 18
-
-
 class Batch(NamedTuple):
     """A mini-batch of `m` examples: `x` and `y` as columns (in a data-parallel run, this
     rank's contiguous share of them), their `rows` in the data (needed for dropout and
@@ -445,7 +441,7 @@ class Trainer:
                     x = self._moved(index, X.take(index, axis=0)).T
                     yield self._weighed(Batch(size, x, Y.take(index, axis=0).T, index), order[k : k + size], lo, hi)
             return
-        block = m * max(1, _BLOCK_BYTES // (m * X.shape[1] * X.itemsize))
+        block = m * max(1, backend.gather_bytes(self.model.device) // (m * X.shape[1] * X.itemsize))
         plain = self.expansion is None and self.data.train.targets.weight is None  # the step's fast path
         for start in range(0, n, block):
             index = order[start : start + block]
