@@ -128,7 +128,10 @@ def _ratio(a: float | None, b: float | None) -> str:
 def markdown(results: dict) -> str:
     m = results["machine"]
     gpus = ", ".join(d["name"] for d in m["cuda"].get("devices", [])) or "none"
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; GPU: {gpus}; NumPy {m['numpy']} ({m['numpy_blas']}); "
+    blas = m.get("blas")
+    kernel = (f"kernel {blas['kernel'] or 'unknown'}"
+              + "".join(f", {k}={v}" for k, v in blas["forced_by"].items())) if blas else "kernel not recorded"
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; GPU: {gpus}; NumPy {m['numpy']} ({m['numpy_blas']}, {kernel}); "
              f"PyTorch {m.get('torch', '–')}; scikit-learn {m.get('sklearn', '–')}; JAX {m.get('jax', '–')}. "
              f"{results['mode']} run, {results['date']}.", "",
              "Training throughput, examples/s (median of the rounds; spread in the JSON):", "",

@@ -48,6 +48,8 @@ def test_files_are_written(tmp_path):
     assert data["machine"]["cores"] >= 1 and [r["gflops"] for r in data["rows"] if r["impl"] == "xpbp step"] == [0.0, 0.0]
     table = paths[1].read_text()
     assert "| 784-30-10 | 10 | float32 | cpu | 10.0k | 10.0k | 40.0k |" in table
+    assert data["machine"]["blas"]["kernel"] == xpbp.blas.info()["kernel"]  # the kernel that ran, in the record
+    assert f"kernel {data['machine']['blas']['kernel'] or 'unknown'}" in table
     assert table.count(" | 0.25 | – |") == 1 and "| 784-30-10 | 128 | float32 | cpu | 128.0k | 128.0k | – |" in table
 
 

@@ -141,7 +141,7 @@ def test_evaluate_reports_per_class_accuracy_and_confusion_matrix(tmp_path):
 def test_info():
     r = run("info")
     assert r.returncode == 0, r.stderr
-    assert re.match(rf"xpbp {re.escape(xpbp.__version__)}, Python [\d.]+, NumPy [\d.]+ \(BLAS: ", r.stdout)
+    assert re.match(rf"xpbp {re.escape(xpbp.__version__)}, Python [\d.]+, NumPy [\d.]+\nBLAS: .* kernel \w+\); CPU: ", r.stdout)
     assert "CUDA usable: " + ("yes" if CUDA else "no (") in r.stdout
     j = json.loads(run("info", "--json").stdout)
     assert j["cuda"]["available"] is CUDA and j["numpy"] and "name" in j["blas"]

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .blas import info as blas_info  # what the CPU's matrix products run on (xpbp.blas)
+
 try:  # CuPy is optional; keep the reason it failed to show when CUDA is asked for.
     import cupy
 except Exception as e:  # ImportError, or a CuPy whose CUDA libraries are broken
@@ -311,12 +313,6 @@ def stream() -> int:
     """The handle of the current CUDA stream, for libraries that take one (NCCL); 0, the
     default stream, without CuPy."""
     return cupy.cuda.get_current_stream().ptr if cupy is not None else 0
-
-
-def blas_info() -> dict[str, Any]:
-    """The BLAS NumPy was built with: `{"name": ..., "version": ...}` (None where unknown)."""
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    return {key: blas.get(key) for key in ("name", "version")}
 
 
 def cuda_info() -> dict[str, Any]:

@@ -241,6 +241,7 @@ def machine() -> dict[str, Any]:
         "xpbp": __version__,
         "numpy": np.__version__,
         "numpy_blas": f"{blas['name'] or '?'} {blas['version'] or ''}".strip(),
+        "blas": blas,  # the library, threads and kernel that ran, and what forced it
         "cuda": backend.cuda_info(),
     }
 

@@ -466,10 +466,10 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
     }
     if not args.json:
         cuda = result["cuda"]
-        print(
-            f"xpbp {result['xpbp']}, Python {result['python']}, NumPy {result['numpy']} "
-            f"(BLAS: {blas['name'] or 'unknown'} {blas['version'] or ''})".rstrip()
-        )
+        print(f"xpbp {result['xpbp']}, Python {result['python']}, NumPy {result['numpy']}")
+        print(_blas_line(blas))
+        if blas["override"]:
+            log.warning("warning: %s", blas["override"])
         print(
             f"CuPy {cuda.get('cupy', 'not installed')}"
             + (f", CUDA runtime {cuda['cuda_runtime']}" if "cuda_runtime" in cuda else "")
@@ -478,6 +478,25 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{d['device']}: {d['name']}, {d['memory_gib']} GiB")
         print("CUDA usable: " + ("yes" if cuda["available"] else f"no ({cuda['reason']})"))
     return result
+
+
+def _blas_line(blas: dict[str, Any]) -> str:
+    """The BLAS, its threads and kernel, the CPU's vector extensions and what forces them, in one line."""
+    loaded = ", ".join(
+        part
+        for part in (
+            blas["library"] and f"{blas['library']}",
+            blas["threading_layer"] and f"{blas['threading_layer']}",
+            blas["threads"] and f"{blas['threads']} threads",
+            f"kernel {blas['kernel'] or 'unknown'}",
+        )
+        if part
+    )
+    forced = " ".join(f"{k}={v}" for k, v in blas["forced_by"].items())
+    return (
+        f"BLAS: {blas['name'] or 'unknown'} {blas['version'] or ''} ({loaded}); "
+        f"CPU: {', '.join(blas['extensions']) or 'extensions unknown'}" + (f"; set: {forced}" if forced else "")
+    )
 
 
 def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -491,16 +510,17 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
     devices = args.devices.split(",") if args.devices else bench.devices()
     devices = [backend.canonical(d) for d in devices]  # each checked before any is measured
     cells = bench.grid(nets, batches, args.dtype, devices)
+    machine = bench.machine()
+    if machine["blas"]["override"]:
+        log.warning("warning: %s", machine["blas"]["override"])  # before the numbers it colours
     rows = bench.run(cells, repeats=repeats, target=0.1 if args.quick else 0.25, say=log.info)
-    machine, summary = bench.machine(), bench.summary(rows)
+    summary = bench.summary(rows)
     if args.plot:
         bench.plot(rows, args.plot, f"xpbp fit on {machine['cpu']} ({machine['cores']} cores)")
     if not args.json:
         gpus = ", ".join(d["name"] for d in machine["cuda"].get("devices", [])) or "none"
-        print(
-            f"{machine['cpu']}, {machine['cores']} cores; GPUs: {gpus}; NumPy {machine['numpy']} ({machine['numpy_blas']}); "
-            f"xpbp {machine['xpbp']}"
-        )
+        print(f"{machine['cpu']}, {machine['cores']} cores; GPUs: {gpus}; NumPy {machine['numpy']}; xpbp {machine['xpbp']}")
+        print(_blas_line(machine["blas"]))
         print(bench.table(summary))
         if args.plot:
             print(f"plot drawn in {args.plot}")
