@@ -59,7 +59,7 @@ def info() -> dict[str, Any]:
     set in the environment (`forced_by`); and `override`, a sentence when one of them
     costs speed on this CPU (else None)."""
     built = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    loaded = next((lib for lib in threadpool_info() if lib.get("user_api") == "blas"), {})
+    loaded: dict[str, Any] = next((lib for lib in threadpool_info() if lib.get("user_api") == "blas"), {})
     result: dict[str, Any] = {
         "name": built.get("name"),
         "version": built.get("version"),
