@@ -89,3 +89,15 @@ def test_the_busy_machine_benchmark_runs(tmp_path, capsys):
     rows = json.loads(next(tmp_path.glob("busy-*.json")).read_text())["rows"]
     assert [r["policy"] for r in rows] == ["xpbp's choice", "all cores"] and all(r["busy"] > 0 for r in rows)
     assert "| xpbp's choice | 1 |" in capsys.readouterr().out
+
+
+def test_the_memory_benchmark_measures_fit_beyond_the_data():
+    from benchmarks import memory
+
+    one = memory.measure(4000)
+    assert one["rows"] == 4000 and one["data_bytes"] == 4000 * 784 * 4 + 4000 * 8
+    # the one-hot targets (4000 × 10 float32) at least, and far less than a copy of X
+    assert 4000 * 10 * 4 <= one["traced_peak_bytes"] < one["data_bytes"] / 2
+    table = memory.markdown({"machine": {"cpu": "c", "cores": 2, "numpy": "2", "numpy_blas": "b", "blas": {"kernel": "K"}},
+                             "rows": [one]})
+    assert "| 4,000 | 12 MiB |" in table and "kernel K" in table

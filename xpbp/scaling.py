@@ -21,7 +21,7 @@ from . import backend
 __all__ = ["KINDS", "ScaleWarning", "Scaling", "check", "fit"]
 
 KINDS = ("standard", "minmax")
-_BLOCK_BYTES = 1 << 22  # float64 bytes per block of the scale check, so that it holds no copy of X
+_BLOCK_BYTES = 1 << 20  # float64 bytes per block of the scale check, so that it holds no copy of X
 _SAMPLE_ROWS = 1024  # rows the scale check looks at, spread evenly through X
 _LARGEST = 1e3  # |x| beyond this is far from unit scale
 _SPREAD = 1e3  # nor is a column whose standard deviation is this many times the median column's
