@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -462,3 +463,14 @@ def test_a_zip64_end_record_is_held_to_the_member_cap(tmp_path):
     _as_zip64(lying, count=1_000_000)
     with pytest.raises(ValueError, match=r"lying.npz is not a valid .*declares 1000000 members"):
         xpbp.load(lying, device="cpu")
+
+
+@pytest.mark.parametrize("denied, name", [(os.W_OK, "write"), (os.X_OK, "search")])
+def test_a_directory_one_may_not_write_or_enter_is_refused_before_any_write(tmp_path, monkeypatch, denied, name):
+    """Tests run as root, whom permission bits do not stop: the check is asked of os.access,
+    here made to deny one permission of the directory ({name})."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if mode & denied and Path(p) == tmp_path else real(p, mode, **k))
+    with pytest.raises(PermissionError, match=rf"cannot save to .*m.npz: the directory {re.escape(str(tmp_path))} is not writable"):
+        xpbp.Network([3, 2], device="cpu", seed=1).save(tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
