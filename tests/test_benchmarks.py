@@ -101,3 +101,16 @@ def test_the_memory_benchmark_measures_fit_beyond_the_data():
     table = memory.markdown({"machine": {"cpu": "c", "cores": 2, "numpy": "2", "numpy_blas": "b", "blas": {"kernel": "K"}},
                              "rows": [one]})
     assert "| 4,000 | 12 MiB |" in table and "kernel K" in table
+
+
+def test_the_growth_benchmark_records_each_point_beside_its_ceiling(tmp_path):
+    from benchmarks import growth
+
+    p = growth.point((20, 8, 3), 16, 512, repeats=1)
+    assert p["examples"] == 512 and p["epoch_seconds"] == pytest.approx(512 / p["fit"]) and p["gemm"] > 0
+    machine = {"cpu": "c", "cores": 2, "numpy": "2", "numpy_blas": "b", "blas": {"kernel": "K"}}
+    results = {"machine": machine, "sweeps": {"N": [p], "width": [p], "batch": [p]}}
+    table = growth.markdown(results)
+    assert "| 20-8-3 | 16 | 512 |" in table and table.count("Sweep over") == 3
+    growth.plot(results, tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 0
