@@ -40,7 +40,8 @@ def point(sizes: tuple[int, ...], batch: int, n: int, repeats: int = 3) -> dict:
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; NumPy {m['numpy']} ({m['numpy_blas']}, kernel {m['blas']['kernel']}).", ""]
+    kernel = m["blas"]["kernel"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; NumPy {m['numpy']} ({m['numpy_blas']}, kernel {kernel}).", ""]
     for sweep, points in results["sweeps"].items():
         lines += [f"Sweep over {sweep}:", "", "| net | m | N | epoch | fit examples/s | GEMM ceiling | fit / ceiling |",
                   "|---|---:|---:|---:|---:|---:|---:|"]

@@ -63,7 +63,8 @@ def markdown(results: dict) -> str:
         data = r["data_bytes"]
         lines.append(
             f"| {r['rows']:,} | {data / _MIB:,.0f} MiB | {r['traced_peak_bytes'] / _MIB:,.1f} MiB "
-            f"| {r['traced_peak_bytes'] / data:.3f} | {r['rss_growth_bytes'] / _MIB:,.1f} MiB | {r['rss_growth_bytes'] / data:.3f} |"
+            f"| {r['traced_peak_bytes'] / data:.3f} | {r['rss_growth_bytes'] / _MIB:,.1f} MiB "
+            f"| {r['rss_growth_bytes'] / data:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
