@@ -121,6 +121,36 @@ def test_the_strict_device_trains_the_same():
     same(cpu, strict, rtol=1e-12)
 
 
+def test_device_arrays_in_give_device_arrays_out(ledger):
+    from xpbp import backend
+
+    import strict
+
+    X, y = DIGITS
+    on = lambda a: backend.to_device(a, "strict")  # noqa: E731
+    cpu = MLPClassifier((16,), max_iter=3, random_state=0).fit(X, y)
+    ours = MLPClassifier((16,), max_iter=3, random_state=0, device="strict").fit(on(X), on(y))
+    same(cpu, ours, rtol=1e-12)
+    for method in ("predict", "predict_proba", "predict_log_proba"):
+        out = getattr(ours, method)(on(X))
+        assert isinstance(out, strict.StrictArray), method  # where the rows came from
+        assert np.array_equal(backend.to_numpy(out), getattr(cpu, method)(X)), method
+    assert isinstance(ours.predict(X), np.ndarray)  # NumPy in, NumPy out
+    assert ours.score(on(X), on(y)) == cpu.score(X, y)
+    ours.partial_fit(on(X), on(y))
+    cpu.partial_fit(X, y)
+    same(cpu, ours, rtol=1e-12)
+    names = np.array(["even", "odd"])[y % 2]  # string labels come back as NumPy arrays
+    labelled = MLPClassifier((8,), max_iter=2, random_state=0, device="strict").fit(on(X), names)
+    assert labelled.predict(on(X)).dtype.kind == "U"
+    Xr, yr = DIABETES
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="strict").fit(on(Xr), on(yr))
+    ref = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(Xr, yr)
+    assert isinstance(reg.predict(on(Xr)), strict.StrictArray)
+    assert np.allclose(backend.to_numpy(reg.predict(on(Xr))), ref.predict(Xr), rtol=1e-12)
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")  # as scikit-learn's, for L-BFGS
+
+
 def test_float32_strings_sparse_and_dropout():
     X, y = DIGITS
     f32 = MLPClassifier((16,), max_iter=3, random_state=0).fit(X.astype(np.float32), y)

@@ -27,6 +27,7 @@ try:
     from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
     from sklearn.utils import check_random_state, shuffle
     from sklearn.utils._param_validation import Interval, StrOptions
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as e:
@@ -241,6 +242,19 @@ class _OnXpbp(_MLP):
         state = super().__getstate__()
         return {k: v for k, v in state.items() if k not in ("_xpbp_net", "_live")}
 
+    # Arrays on a GPU (CuPy's) in, arrays on that GPU out: scikit-learn's validation runs on
+    # NumPy, so device arrays are brought to the host for it (one transfer each), and
+    # numeric results go back to the device of the first array given.
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+        return super().fit(_host(X), _host(y), sample_weight=_host(sample_weight))
+
+    def predict(self, X: Any) -> Any:
+        return _like(super().predict(_host(X)), X)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        return float(super().score(_host(X), _host(y), sample_weight=_host(sample_weight)))
+
     def _optimizers(self) -> tuple[Any, optimizers.Optimizer]:
         """scikit-learn's optimizer (for its η schedule and its stopping rule) and xpbp's (for the update)."""
         if self.solver == "sgd":
@@ -403,6 +417,18 @@ class _OnXpbp(_MLP):
         return float(to_numpy(cost)), out
 
 
+def _host(a: Any) -> Any:
+    """A device array as a NumPy one; anything else as it is."""
+    return to_numpy(a) if a is not None and device_of(a) != "cpu" else a
+
+
+def _like(result: Any, X: Any) -> Any:
+    """`result` on the device `X` lives on, when that is a GPU and `result` holds numbers
+    (class labels that are strings stay NumPy arrays)."""
+    device = device_of(X)
+    return to_device(result, device) if device != "cpu" and np.asarray(result).dtype.kind in "biuf" else result
+
+
 def _dense(X: Any) -> Any:
     return X.toarray() if issparse(X) else X
 
@@ -418,7 +444,29 @@ def _packed_index(layer_units: list[int]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-class MLPClassifier(_OnXpbp, sklearn_mlp.MLPClassifier):
+class _DeviceClassifier(_OnXpbp):
+    """The classifier's own methods, with device arrays in and out."""
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> Any:
+        return super().partial_fit(_host(X), _host(y), sample_weight=_host(sample_weight), classes=classes)
+
+    def predict_proba(self, X: Any) -> Any:
+        return _like(super().predict_proba(_host(X)), X)
+
+    def predict_log_proba(self, X: Any) -> Any:
+        return _like(super().predict_log_proba(_host(X)), X)
+
+
+class _DeviceRegressor(_OnXpbp):
+    """The regressor's own methods, with device arrays in and out."""
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+        return super().partial_fit(_host(X), _host(y), sample_weight=_host(sample_weight))
+
+
+class MLPClassifier(_DeviceClassifier, sklearn_mlp.MLPClassifier):
     """scikit-learn's `sklearn.neural_network.MLPClassifier`, trained by xpbp: the same
     parameters, defaults, attributes, methods, warnings and errors (they are scikit-learn's own
     code), with BP1–BP4 and the update on `device`. Extra parameters, off by default:
@@ -490,7 +538,7 @@ class MLPClassifier(_OnXpbp, sklearn_mlp.MLPClassifier):
         self.device, self.dtype, self.dropout = device, dtype, dropout
 
 
-class MLPRegressor(_OnXpbp, sklearn_mlp.MLPRegressor):
+class MLPRegressor(_DeviceRegressor, sklearn_mlp.MLPRegressor):
     """scikit-learn's `sklearn.neural_network.MLPRegressor` (`loss="squared_error"` or
     `"poisson"`), trained by xpbp, with the extra parameters of `MLPClassifier`."""
 
