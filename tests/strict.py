@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xpbp.backend import Backend, Fused
+from xpbp.backend import Backend, CudaBackend, Fused
 
 DEVICES = 2  # strict:0 and strict:1
 CURRENT = [0]  # the current strict device, as cupy.cuda.Device().id
@@ -254,7 +254,7 @@ class StrictBackend(Backend):
     """Two strict devices, ``strict:0`` and ``strict:1``."""
 
     name = "strict"
-    gather_bytes = Backend.gather_bytes * 256  # as CuPy's: one gather launch for many mini-batches
+    gather_bytes = CudaBackend.gather_bytes  # as CuPy's: one gather launch for many mini-batches
 
     @property
     def xp(self):

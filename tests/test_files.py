@@ -438,9 +438,10 @@ def test_an_archive_of_exactly_the_most_members_opens(tmp_path):
         assert len(archive.names) == files._MAX_MEMBERS
 
 
-def _as_zip64(path, count=None):
+def _as_zip64(path, count=None, offset=None):
     """The archive at `path` rewritten with a ZIP64 end record (and its locator) before the
-    classic one, declaring `count` members (default: the true count), as zipfile reads them."""
+    classic one, declaring `count` members (default: the true count), as zipfile reads them;
+    the locator gives the record's `offset` (default: where it is)."""
     data = bytearray(path.read_bytes())
     end = data.rfind(b"PK\x05\x06")
     entries = int.from_bytes(data[end + 10 : end + 12], "little")
@@ -448,7 +449,7 @@ def _as_zip64(path, count=None):
     record = (b"PK\x06\x06" + (44).to_bytes(8, "little") + (45).to_bytes(2, "little") * 2 + bytes(8)
               + entries.to_bytes(8, "little") + (entries if count is None else count).to_bytes(8, "little")
               + size.to_bytes(8, "little") + offset.to_bytes(8, "little"))
-    locator = b"PK\x06\x07" + bytes(4) + end.to_bytes(8, "little") + (1).to_bytes(4, "little")
+    locator = b"PK\x06\x07" + bytes(4) + (end if offset is None else offset).to_bytes(8, "little") + (1).to_bytes(4, "little")
     classic = bytearray(data[end:])
     classic[8:12] = b"\xff\xff\xff\xff"  # the counts deferred to the ZIP64 record
     path.write_bytes(bytes(data[:end]) + record + locator + bytes(classic))
@@ -462,6 +463,10 @@ def test_a_zip64_end_record_is_held_to_the_member_cap(tmp_path):
     assert xpbp.load(honest, device="cpu").seed == 1  # a true ZIP64 record, as large files carry, is read
     _as_zip64(lying, count=1_000_000)
     with pytest.raises(ValueError, match=r"lying.npz is not a valid .*declares 1000000 members"):
+        xpbp.load(lying, device="cpu")
+    xpbp.Network([3, 4, 2], device="cpu", seed=1).save(lying)
+    _as_zip64(lying, count=1_000_000, offset=0)  # a locator pointing elsewhere: zipfile reads the record before it
+    with pytest.raises(ValueError, match=r"declares 1000000 members"):
         xpbp.load(lying, device="cpu")
 
 
