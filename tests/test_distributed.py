@@ -316,3 +316,58 @@ def test_checkpoint_settings_that_differ_between_ranks_are_refused_not_hung(tmp_
     for kind, message in results(tmp_path / "out", 2):
         assert kind == "ValueError" and "the ranks differ in the checkpoint settings" in message, message
     assert not (tmp_path / "c.npz").exists()
+
+
+_DROPIN = """
+import sys
+import numpy as np
+from mpi4py import MPI
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+from xpbp import distributed
+from xpbp.sklearn import MLPClassifier
+rows = []
+share = distributed.Group.slice
+distributed.Group.slice = lambda self, m: rows.append(share(self, m)) or rows[-1]  # this rank's part of each mini-batch
+X, y = load_digits(return_X_y=True)
+X = StandardScaler().fit_transform(X)
+early = sys.argv[2] == "early"
+clf = MLPClassifier((16,), max_iter=4, random_state=0, batch_size=64, early_stopping=early, comm=MPI.COMM_WORLD).fit(X, y)
+np.savez(f"{sys.argv[1]}/rank{MPI.COMM_WORLD.Get_rank()}.npz", *clf.coefs_, *clf.intercepts_, loss=clf.loss_curve_,
+         rows=sum(hi - lo for lo, hi in rows))
+"""
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("early", [False, True])
+def test_the_scikit_learn_drop_in_trains_data_parallel_as_one_process_would(tmp_path, early):
+    """MLPClassifier(comm=MPI.COMM_WORLD) on 2 ranks: each computes its half of every
+    mini-batch's gradient, and both end with the network one process trains (to the
+    rounding of the summed halves), with the same loss curve; early stopping's held-out
+    scores are the same on both."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    from xpbp.sklearn import MLPClassifier
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(xpbp.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-c", _DROPIN, str(tmp_path), "early" if early else "all"],
+                       capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    assert r.returncode == 0, r.stderr
+    X, y = load_digits(return_X_y=True)
+    alone = MLPClassifier((16,), max_iter=4, random_state=0, batch_size=64, early_stopping=early).fit(
+        StandardScaler().fit_transform(X), y)
+    trained = len(X) - (round(0.1 * len(X)) if early else 0)  # the rows an epoch steps over
+    shares = []
+    for rank in (0, 1):
+        with np.load(tmp_path / f"rank{rank}.npz") as f:
+            params = [f[f"arr_{i}"] for i in range(4)]
+            np.testing.assert_allclose(f["loss"], alone.loss_curve_, rtol=1e-10)
+            shares.append(int(f["rows"]))
+        for a, b in zip(params, [*alone.coefs_, *alone.intercepts_]):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # each mini-batch split in halves: 4 epochs, and once when the trainer sets out which rows are whose
+    assert sum(shares) == 5 * trained and abs(shares[0] - shares[1]) <= 5 * (trained // 64 + 1)
+    with pytest.raises(ValueError, match="comm .* needs a stochastic solver"):
+        MLPClassifier(solver="lbfgs", comm=object()).fit(X[:20], y[:20])

@@ -171,6 +171,7 @@ _EXTRA = {
     "device": [str],
     "dtype": [StrOptions({"float32", "float64"}), None],
     "dropout": [Interval(Real, 0, 1, closed="left")],
+    "comm": "no_validation",  # an mpi4py communicator, checked by xpbp.distributed
 }
 
 
@@ -193,6 +194,10 @@ class _OnXpbp(_MLP):
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
         if self.solver == "lbfgs" and self.dropout:
             raise ValueError("dropout needs a stochastic solver: solver='adam' or solver='sgd', not 'lbfgs'")
+        if self.solver == "lbfgs" and self.comm is not None:
+            raise ValueError(
+                "comm (data-parallel training) needs a stochastic solver: solver='adam' or solver='sgd', not 'lbfgs'"
+            )
         try:
             return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
         finally:
@@ -324,6 +329,7 @@ class _OnXpbp(_MLP):
             sample_weight=sample_weight,
             dropout=self.dropout,
             progress=False,
+            comm=self.comm,
         )
         if held[0] is not None:
             held = (to_device(_dense(held[0]), net.device), *held[1:])  # sent once, scored every epoch
@@ -474,6 +480,10 @@ class MLPClassifier(_DeviceClassifier, sklearn_mlp.MLPClassifier):
     device : `"cpu"` (default), `"auto"`, `"cuda"`, `"cuda:N"` (or `"strict"`, the test device).
     dtype : None (the data's: float64, or float32 kept as float32), `"float32"` or `"float64"`.
     dropout : drop each hidden neuron with this probability in training (stochastic solvers).
+    comm : an mpi4py communicator (None: one process). Every rank calls `fit` alike, with the same
+        data and `random_state`; each computes its share of every mini-batch's gradient, summed
+        across the ranks (`xpbp.distributed`), so P ranks train the network one would.
+        Stochastic solvers only.
 
     See the documentation's "Coming from scikit-learn" page for where results can differ.
     """
@@ -509,6 +519,7 @@ class MLPClassifier(_DeviceClassifier, sklearn_mlp.MLPClassifier):
         device: str = "cpu",
         dtype: str | None = None,
         dropout: float = 0.0,
+        comm: Any = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -535,7 +546,7 @@ class MLPClassifier(_DeviceClassifier, sklearn_mlp.MLPClassifier):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
         )
-        self.device, self.dtype, self.dropout = device, dtype, dropout
+        self.device, self.dtype, self.dropout, self.comm = device, dtype, dropout, comm
 
 
 class MLPRegressor(_DeviceRegressor, sklearn_mlp.MLPRegressor):
@@ -574,6 +585,7 @@ class MLPRegressor(_DeviceRegressor, sklearn_mlp.MLPRegressor):
         device: str = "cpu",
         dtype: str | None = None,
         dropout: float = 0.0,
+        comm: Any = None,
     ) -> None:
         super().__init__(
             loss=loss,
@@ -601,4 +613,4 @@ class MLPRegressor(_DeviceRegressor, sklearn_mlp.MLPRegressor):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
         )
-        self.device, self.dtype, self.dropout = device, dtype, dropout
+        self.device, self.dtype, self.dropout, self.comm = device, dtype, dropout, comm
