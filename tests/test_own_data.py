@@ -407,3 +407,27 @@ def test_scaling_fit_leaves_constant_columns_and_warns_at_its_thresholds():
         scaling.check(steady + 900.0, np)  # a large mean with a small spread, below 1e3: no warning
     with pytest.warns(scaling.ScaleWarning, match=r"\|x\| = 1e\+03"):
         scaling.check(np.where(np.arange(50)[:, None] == 0, -1000.5, steady), np)  # a negative one counts too
+
+
+def test_scoring_a_model_on_its_own_training_file_is_warned_about(tmp_path):
+    frame = write_cancer(tmp_path / "cancer.csv")
+    model = tmp_path / "m.npz"
+    assert run("train", "--data", str(tmp_path / "cancer.csv"), "--epochs", "2", "--save", str(model),
+               "--device", "cpu").returncode == 0
+    r = run("evaluate", str(model), "--data", str(tmp_path / "cancer.csv"))
+    assert r.returncode == 0, r.stderr
+    assert "was trained on rows of a file named cancer.csv: this score is not measured on unseen rows alone" in r.stderr
+    frame.to_csv(tmp_path / "other.csv", index=False)  # another file: no warning
+    r = run("evaluate", str(model), "--data", str(tmp_path / "other.csv"))
+    assert r.returncode == 0 and "unseen rows" not in r.stderr
+
+
+def test_class_labels_must_name_every_class_of_the_output_layer_to_be_saved(tmp_path):
+    net = xpbp.Network([4, 3, 3], output_activation="softmax", cost="log_likelihood", device="cpu", seed=0)
+    net.classes = ("a", "b")
+    with pytest.raises(ValueError, match=r"classes must name the 3 classes of the output layer, got \('a', 'b'\)"):
+        net.save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    net.classes = ("a", "b", "c")
+    net.save(tmp_path / "m.npz")
+    assert xpbp.load(tmp_path / "m.npz", device="cpu").classes == ("a", "b", "c")
