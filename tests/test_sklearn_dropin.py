@@ -205,3 +205,57 @@ def test_the_same_misuse_gets_the_same_error():
 def test_scikit_learn_estimator_checks(estimator, check):
     # No check is marked as an expected failure: every one of them must pass.
     check(estimator)
+
+
+def _bits(a, b):
+    return all(np.array_equal(x, y) for x, y in zip([*a.coefs_, *a.intercepts_], [*b.coefs_, *b.intercepts_]))
+
+
+@pytest.mark.parametrize(
+    "cls, data, settings",
+    [
+        (MLPClassifier, DIGITS, dict(solver="adam")),
+        (MLPClassifier, DIGITS, dict(solver="sgd", learning_rate="adaptive", n_iter_no_change=1, tol=0.5)),
+        (MLPClassifier, CANCER, dict(solver="adam", early_stopping=True, dropout=0.2)),
+        (MLPRegressor, DIABETES, dict(solver="sgd", learning_rate="invscaling", device="strict")),
+    ],
+)
+def test_a_fit_resumed_from_its_checkpoint_ends_where_an_unbroken_one_does(tmp_path, cls, data, settings):
+    X, y = data
+    path = tmp_path / "run.npz"
+    make = lambda **more: cls(hidden_layer_sizes=(8,), random_state=0, batch_size=50, **settings, **more)  # noqa: E731
+    unbroken = make(max_iter=6).fit(X, y)
+    first = make(max_iter=3, checkpoint=str(path)).fit(X, y)  # stops after 3 epochs, as a crash would
+    assert first.n_iter_ == 3 and path.exists()
+    resumed = make(max_iter=6, checkpoint=str(path), resume=True).fit(X, y)  # a new estimator, as after a restart
+    assert resumed.n_iter_ == unbroken.n_iter_ and resumed.t_ == unbroken.t_
+    assert resumed.loss_curve_ == unbroken.loss_curve_ and _bits(resumed, unbroken)
+    if settings.get("early_stopping"):
+        assert resumed.validation_scores_ == unbroken.validation_scores_
+    again = make(max_iter=6, checkpoint=str(path), resume=True).fit(X, y)  # a finished run: nothing more to do
+    assert again.n_iter_ == unbroken.n_iter_ and _bits(again, unbroken)
+    fresh = make(max_iter=6, checkpoint=str(tmp_path / "none.npz"), resume=True).fit(X, y)  # no file yet: from the start
+    assert _bits(fresh, unbroken)
+
+
+def test_a_checkpoint_of_another_run_is_refused_before_training(tmp_path):
+    X, y = DIGITS
+    path = tmp_path / "run.npz"
+    MLPClassifier((8,), max_iter=2, random_state=0, checkpoint=str(path)).fit(X, y)
+    saved = path.read_bytes()
+    with pytest.raises(ValueError, match=r"run.npz is a checkpoint of another run: its settings differ"):
+        MLPClassifier((8,), max_iter=4, alpha=0.1, random_state=0, checkpoint=str(path), resume=True).fit(X, y)
+    with pytest.raises(ValueError, match=r"its data differ"):
+        MLPClassifier((8,), max_iter=4, random_state=0, checkpoint=str(path), resume=True).fit(X[::-1], y[::-1])
+    with pytest.raises(ValueError, match=r"its settings differ"):
+        MLPClassifier((9,), max_iter=4, random_state=0, checkpoint=str(path), resume=True).fit(X, y)
+    assert path.read_bytes() == saved  # refused before any epoch rewrote it
+    with pytest.raises(ValueError, match="resume=True needs checkpoint=PATH"):
+        MLPClassifier(resume=True).fit(X, y)
+    with pytest.raises(ValueError, match="checkpoint needs a stochastic solver"):
+        MLPClassifier(solver="lbfgs", checkpoint=str(path)).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit writes no checkpoint"):
+        MLPClassifier(checkpoint=str(path)).partial_fit(X, y, classes=np.unique(y))
+    (tmp_path / "model.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="model.npz is not a valid"):
+        MLPClassifier((8,), random_state=0, checkpoint=str(tmp_path / "model.npz"), resume=True).fit(X, y)

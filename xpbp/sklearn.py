@@ -10,7 +10,9 @@ errors read as scikit-learn's do.
 
 from __future__ import annotations
 
+import json
 import numbers
+import os
 import warnings
 from collections.abc import Iterable
 from numbers import Real
@@ -36,10 +38,11 @@ except ImportError as e:
         "(in an xpbp checkout: pip install -e '.[sklearn]')"
     ) from None
 
-from . import optimizers
+from . import files, mlp_checkpoints, optimizers
 from .backend import device_of, to_device, to_numpy, using
 from .network import Network
 from .runs import DivergenceError
+from .validation import fingerprint
 
 __all__ = ["MLPClassifier", "MLPRegressor", "XPBPClassifier"]
 
@@ -172,6 +175,8 @@ _EXTRA = {
     "dtype": [StrOptions({"float32", "float64"}), None],
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "comm": "no_validation",  # an mpi4py communicator, checked by xpbp.distributed
+    "checkpoint": [str, os.PathLike, None],
+    "resume": ["boolean"],
 }
 
 
@@ -186,6 +191,8 @@ class _OnXpbp(_MLP):
 
     _live: Network | None = None  # the network being trained, while a fit runs
     _no_improvement_count: int
+    coefs_: list[Any]
+    intercepts_: list[Any]
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, Any]:
         X, y = super()._validate_input(X, y, incremental, reset)
@@ -198,10 +205,75 @@ class _OnXpbp(_MLP):
             raise ValueError(
                 "comm (data-parallel training) needs a stochastic solver: solver='adam' or solver='sgd', not 'lbfgs'"
             )
+        if self.checkpoint is not None or self.resume:
+            self._check_checkpoint(incremental)
         try:
             return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
         finally:
             self._live = None
+
+    def _check_checkpoint(self, incremental: bool) -> None:
+        if self.resume and self.checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=PATH, the file to go on from")
+        if self.solver == "lbfgs":
+            raise ValueError("checkpoint needs a stochastic solver: solver='adam' or solver='sgd', not 'lbfgs'")
+        if incremental:
+            raise ValueError("partial_fit writes no checkpoint: give checkpoint= to fit, or set it to None")
+        files.writable(self.checkpoint)
+
+    def _identity(self, X: Any, y: Any) -> mlp_checkpoints.Identity:
+        """This run, as a checkpoint names it: the settings that shape training, the rows and targets, the layout."""
+        skip = {"checkpoint", "resume", "verbose", "max_iter", "device", "comm"}
+        settings = {k: v for k, v in sorted(self.get_params().items()) if k not in skip}
+        text = json.dumps(settings, default=lambda v: type(v).__name__)  # a random_state instance by its type
+        rows = np.ascontiguousarray(_dense(X))
+        targets = np.ascontiguousarray(np.asarray(y, dtype=rows.dtype).reshape(len(rows), -1))
+        data = int(fingerprint(np, rows, targets))
+        return mlp_checkpoints.Identity(text, data, tuple((int(a), int(b)) for a, b in (c.shape for c in self.coefs_)))
+
+    def _save(self, order: Any, stopped: bool, rng_start: Any, identity: mlp_checkpoints.Identity) -> None:
+        step, slots = self._xpbp_optimizer.state()
+        early = self.early_stopping
+        counters = {
+            "n_iter": self.n_iter_,
+            "t": self.t_,
+            "stopped": stopped,
+            "no_improvement": self._no_improvement_count,
+            "learning_rate": float(self._optimizer.learning_rate),
+            "best_loss": self.best_loss_,
+            "best_validation_score": self.best_validation_score_ if early else None,
+        }
+        state = mlp_checkpoints.MLPState(
+            identity,
+            tuple(self.coefs_),
+            tuple(self.intercepts_),
+            int(step),
+            tuple(to_numpy(b) for b in slots),
+            rng_start,
+            self._random_state.get_state(),
+            np.asarray(order, dtype=np.int64),
+            counters,
+            np.asarray(self.loss_curve_, dtype=np.float64),
+            np.asarray(self.validation_scores_, dtype=np.float64) if early else None,
+            tuple(self._best_coefs) if early else (),
+            tuple(self._best_intercepts) if early else (),
+        )
+        mlp_checkpoints.write(self.checkpoint, state)
+
+    def _restore(self, saved: mlp_checkpoints.MLPState) -> None:
+        """scikit-learn's side of a saved run (the optimizer's buffers and the generator go back once the trainer is made)."""
+        c = saved.counters
+        self.coefs_ = [a.astype(self.coefs_[0].dtype) for a in saved.coefs]
+        self.intercepts_ = [a.astype(self.intercepts_[0].dtype) for a in saved.intercepts]
+        self.n_iter_, self.t_, self._no_improvement_count = int(c["n_iter"]), int(c["t"]), int(c["no_improvement"])
+        self._optimizer.learning_rate = float(c["learning_rate"])
+        self.loss_curve_ = saved.loss_curve.tolist()
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
+        self.best_loss_ = c["best_loss"]
+        if saved.validation_scores is not None:
+            self.validation_scores_ = saved.validation_scores.tolist()
+            self.best_validation_score_ = float(c["best_validation_score"])
+            self._best_coefs, self._best_intercepts = list(saved.best_coefs), list(saved.best_intercepts)
 
     def _task(self) -> str:
         if not is_classifier(self):
@@ -305,8 +377,18 @@ class _OnXpbp(_MLP):
             self._optimizer, self._xpbp_optimizer = self._optimizers()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        identity = self._identity(X, y) if self.checkpoint is not None else None
+        saved = None
+        if identity is not None and self.resume and os.path.exists(self.checkpoint):
+            saved = mlp_checkpoints.read(self.checkpoint, identity)
+            self._random_state.set_state(saved.rng_start)  # the validation split as it was drawn
+        rng_start = self._random_state.get_state()
         X, y, sample_weight, held = self._split(X, y, sample_weight)
         n = X.shape[0]
+        if saved is not None:
+            if len(saved.order) != n:
+                raise ValueError(f"{self.checkpoint} is a checkpoint of a run over {len(saved.order)} training rows, not {n}")
+            self._restore(saved)
         if self.batch_size == "auto":
             batch_size = min(200, n)
         else:
@@ -333,10 +415,19 @@ class _OnXpbp(_MLP):
         )
         if held[0] is not None:
             held = (to_device(_dense(held[0]), net.device), *held[1:])  # sent once, scored every epoch
+        order = np.arange(n, dtype=int)
+        if saved is not None:
+            self._xpbp_optimizer.restore(saved.step, [to_device(b, net.device) for b in saved.slots])
+            self._random_state.set_state(saved.rng)
+            trainer.epochs_trained, order = self.n_iter_, saved.order  # the epochs' dropout masks are keyed by their count
+        else:
+            self.n_iter_ = 0
+        saving = None if identity is None else (rng_start, identity)
         self._live = net
         try:
             with using(net.device), trainer.running():
-                self._epochs(trainer, net, held, n, incremental)
+                if saved is None or not saved.counters["stopped"]:
+                    self._epochs(trainer, net, held, order, incremental, saving)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=2)
         except DivergenceError as e:
@@ -349,11 +440,11 @@ class _OnXpbp(_MLP):
         if self.early_stopping:
             self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
 
-    def _epochs(self, trainer: Any, net: Network, held: tuple[Any, Any, Any], n: int, incremental: bool) -> None:
-        """scikit-learn's epoch loop, each epoch one `xpbp.training.Trainer.epoch`."""
-        sample_idx = np.arange(n, dtype=int)
-        self.n_iter_ = 0
-        for _ in range(self.max_iter):
+    def _epochs(self, trainer: Any, net: Network, held: tuple[Any, Any, Any], order: Any, incremental: bool, saving: Any) -> None:
+        """scikit-learn's epoch loop from epoch `n_iter_` + 1, each epoch one `xpbp.training.Trainer.epoch`
+        (and with `saving`, `(generator state before the split, identity)`, a checkpoint after it)."""
+        sample_idx, n = order, len(order)
+        for _ in range(self.n_iter_, self.max_iter):
             if self.shuffle:
                 sample_idx = shuffle(sample_idx, random_state=self._random_state)
             eta = self._optimizer.learning_rate if self.solver == "sgd" else self.learning_rate_init
@@ -368,12 +459,18 @@ class _OnXpbp(_MLP):
                 self._store(net)  # scikit-learn copies the best epoch's coefs_: one transfer of θ per epoch
             self._update_no_improvement_count(self.early_stopping, *held)
             self._optimizer.iteration_ends(self.t_)
+            stop = False
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if self.early_stopping else "Training loss"
                 msg = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
-                if self._optimizer.trigger_stopping(msg, self.verbose):
-                    break
-                self._no_improvement_count = 0
+                stop = self._optimizer.trigger_stopping(msg, self.verbose)
+                if not stop:
+                    self._no_improvement_count = 0
+            if saving is not None:
+                self._store(net)
+                self._save(sample_idx, stop, *saving)
+            if stop:
+                break
             if incremental:
                 break
             if self.n_iter_ == self.max_iter:
@@ -484,6 +581,10 @@ class MLPClassifier(_DeviceClassifier, sklearn_mlp.MLPClassifier):
         data and `random_state`; each computes its share of every mini-batch's gradient, summed
         across the ranks (`xpbp.distributed`), so P ranks train the network one would.
         Stochastic solvers only.
+    checkpoint, resume : a file that `fit` rewrites after every epoch (atomically), and whether
+        `fit` goes on from the run saved there, if there is one: the same settings (`max_iter`
+        may grow) and data, ending where an unbroken run would (`xpbp.mlp_checkpoints`).
+        Stochastic solvers and `fit` only.
 
     See the documentation's "Coming from scikit-learn" page for where results can differ.
     """
@@ -520,6 +621,8 @@ class MLPClassifier(_DeviceClassifier, sklearn_mlp.MLPClassifier):
         dtype: str | None = None,
         dropout: float = 0.0,
         comm: Any = None,
+        checkpoint: Any = None,
+        resume: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -547,6 +650,7 @@ class MLPClassifier(_DeviceClassifier, sklearn_mlp.MLPClassifier):
             max_fun=max_fun,
         )
         self.device, self.dtype, self.dropout, self.comm = device, dtype, dropout, comm
+        self.checkpoint, self.resume = checkpoint, resume
 
 
 class MLPRegressor(_DeviceRegressor, sklearn_mlp.MLPRegressor):
@@ -586,6 +690,8 @@ class MLPRegressor(_DeviceRegressor, sklearn_mlp.MLPRegressor):
         dtype: str | None = None,
         dropout: float = 0.0,
         comm: Any = None,
+        checkpoint: Any = None,
+        resume: bool = False,
     ) -> None:
         super().__init__(
             loss=loss,
@@ -614,3 +720,4 @@ class MLPRegressor(_DeviceRegressor, sklearn_mlp.MLPRegressor):
             max_fun=max_fun,
         )
         self.device, self.dtype, self.dropout, self.comm = device, dtype, dropout, comm
+        self.checkpoint, self.resume = checkpoint, resume
