@@ -256,6 +256,49 @@ def test_a_checkpoint_of_another_run_is_refused_before_training(tmp_path):
         MLPClassifier(solver="lbfgs", checkpoint=str(path)).fit(X, y)
     with pytest.raises(ValueError, match="partial_fit writes no checkpoint"):
         MLPClassifier(checkpoint=str(path)).partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match=r"its data differ"):  # other sample weights are other data
+        MLPClassifier((8,), max_iter=4, random_state=0, checkpoint=str(path), resume=True).fit(
+            X, y, sample_weight=np.linspace(0.1, 5, len(y)))
+    with pytest.raises(ValueError, match=r"after epoch 2, past max_iter=1: give max_iter at least as large"):
+        MLPClassifier((8,), max_iter=1, random_state=0, checkpoint=str(path), resume=True).fit(X, y)
+    with pytest.raises(ValueError, match="resume=True goes on from the checkpoint, warm_start=True from"):
+        MLPClassifier((8,), random_state=0, warm_start=True, checkpoint=str(path), resume=True).fit(X, y)
+    with pytest.raises(ValueError, match="checkpoints of a data-parallel fit"):
+        MLPClassifier((8,), random_state=0, comm=object(), checkpoint=str(path)).fit(X, y)
+    assert path.read_bytes() == saved
     (tmp_path / "model.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="model.npz is not a valid"):
         MLPClassifier((8,), random_state=0, checkpoint=str(tmp_path / "model.npz"), resume=True).fit(X, y)
+
+
+def test_numpy_numbers_in_the_settings_are_told_apart(tmp_path):
+    X, y = DIGITS
+    path = tmp_path / "run.npz"
+    MLPClassifier((8,), max_iter=2, batch_size=np.int64(32), random_state=0, checkpoint=str(path)).fit(X, y)
+    with pytest.raises(ValueError, match="its settings differ"):  # 128 is not 32, though both are int64s
+        MLPClassifier((8,), max_iter=3, batch_size=np.int64(128), random_state=0, checkpoint=str(path), resume=True).fit(X, y)
+
+
+def test_a_finished_run_resumed_warns_as_its_last_epoch_did(tmp_path):
+    X, y = DIGITS
+    path = tmp_path / "run.npz"
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        MLPClassifier((8,), max_iter=2, random_state=0, checkpoint=str(path)).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        MLPClassifier((8,), max_iter=2, random_state=0, checkpoint=str(path), resume=True).fit(X, y)
+
+
+def test_a_damaged_checkpoint_header_is_named(tmp_path):
+    import json as json_
+
+    from xpbp import files
+
+    X, y = DIGITS
+    path = tmp_path / "run.npz"
+    for header in ([1, 2], {"settings": "x"}):
+        files.write(path, "xpbp MLP checkpoint", 1, {"header": np.frombuffer(json_.dumps(header).encode(), dtype=np.uint8)})
+        with pytest.raises(ValueError, match="run.npz is not a valid xpbp MLP checkpoint: its header lacks"):
+            MLPClassifier((8,), random_state=0, checkpoint=str(path), resume=True).fit(X, y)
+    files.write(path, "xpbp MLP checkpoint", 1, {})
+    with pytest.raises(ValueError, match="'header' is missing"):
+        MLPClassifier((8,), random_state=0, checkpoint=str(path), resume=True).fit(X, y)

@@ -166,6 +166,9 @@ def test_header_detection(tmp_path):
     path.write_text("1.0,,cat\n2.0,1.0,dog\n3.0,2.0,cat\n")  # no header: its first row misses a value, and is not dropped
     with pytest.raises(ValueError, match=r"row 1, column '1': '' is a missing value"):
         tables.read(path)
+    path.write_text("NA,2,cat\n1.5,2,dog\n3,4,cat\n")  # no header either: a missing marker is no name
+    with pytest.raises(ValueError, match=r"row 1, column '0': 'NA' is a missing value"):
+        tables.read(path)
     path.write_text(",a,y\n0,1.5,0\n1,2.5,1\n")  # pandas' index column: a header with an empty first name
     assert tables.read(path).features == ("", "a")
     path.write_text("0.5,1.5,0\n1.5,2.5,1\n")

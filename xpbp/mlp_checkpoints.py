@@ -25,6 +25,8 @@ __all__ = ["Identity", "MLPState", "read", "write"]
 
 FORMAT, VERSION = "xpbp MLP checkpoint", 1
 _MT = 624  # words of the Mersenne Twister's state
+_HEADER = {"settings", "data", "shapes", "slots", "step", "rng_start", "rng", "counters", "early"}
+_COUNTERS = {"n_iter", "t", "stopped", "no_improvement", "learning_rate", "best_loss", "best_validation_score"}
 _LONGEST = 1 << 24  # elements of a 1-D member of unknown length: the header's bytes, a curve
 
 
@@ -54,7 +56,8 @@ class MLPState:
     rng_start: tuple[Any, ...]
     rng: tuple[Any, ...]
     order: np.ndarray
-    counters: dict[str, Any]  # n_iter, t, stopped, no_improvement, learning_rate, best_loss, best_validation_score
+    counters: dict[str, Any]  # n_iter, t, stopped, no_improvement, learning_rate, best_loss (None with early
+    # stopping), best_validation_score (None without it)
     loss_curve: np.ndarray
     validation_scores: np.ndarray | None
     best_coefs: tuple[np.ndarray, ...]
@@ -104,15 +107,23 @@ def write(path: str | os.PathLike, state: MLPState) -> None:
 def read(path: str | os.PathLike, identity: Identity) -> MLPState:
     """The state in the checkpoint at `path` of the run `identity`; `ValueError` naming
     the file and what differs or is damaged."""
-    with files.Archive(path, "xpbp MLP checkpoint") as archive:
+    with files.Archive(path, FORMAT) as archive:
         if "format" not in archive.names or archive.scalar("format", "U") != FORMAT:
             raise ValueError(f"{path} is not an xpbp MLP checkpoint (no {FORMAT!r} marker): give checkpoint= a file fit wrote")
         if archive.scalar("version", "iu") != VERSION:
             raise archive.error(f"version {archive.scalar('version', 'iu')}; this xpbp reads version {VERSION}")
+        text = archive.array("header", "u", longest=_LONGEST).tobytes()
         try:
-            header = json.loads(archive.array("header", "u", longest=_LONGEST).tobytes().decode())
+            header = json.loads(text.decode())
         except (ValueError, TypeError):
             raise archive.error("its header is not JSON") from None
+        if not isinstance(header, dict) or not _HEADER <= set(header):
+            raise archive.error(
+                f"its header lacks {', '.join(sorted(_HEADER - set(header if isinstance(header, dict) else ())))}"
+            )
+        counters = header["counters"]
+        if not isinstance(counters, dict) or not _COUNTERS <= set(counters):
+            raise archive.error("its counters are incomplete")
         for what, value in (("settings", identity.settings), ("data", identity.data), ("shapes", identity.shapes)):
             if json.dumps(header.get(what)) != json.dumps(value):
                 raise ValueError(

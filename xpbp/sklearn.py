@@ -219,16 +219,25 @@ class _OnXpbp(_MLP):
             raise ValueError("checkpoint needs a stochastic solver: solver='adam' or solver='sgd', not 'lbfgs'")
         if incremental:
             raise ValueError("partial_fit writes no checkpoint: give checkpoint= to fit, or set it to None")
+        if self.resume and self.warm_start:
+            raise ValueError(
+                "resume=True goes on from the checkpoint, warm_start=True from the estimator's own coefs_: give one of them"
+            )
+        if self.comm is not None:
+            raise ValueError("checkpoints of a data-parallel fit (comm=) are not offered yet: give checkpoint=None with comm")
         files.writable(self.checkpoint)
 
-    def _identity(self, X: Any, y: Any) -> mlp_checkpoints.Identity:
-        """This run, as a checkpoint names it: the settings that shape training, the rows and targets, the layout."""
+    def _identity(self, X: Any, y: Any, sample_weight: Any) -> mlp_checkpoints.Identity:
+        """This run, as a checkpoint names it: the settings that shape training, the rows, targets and
+        sample weights, the layout."""
         skip = {"checkpoint", "resume", "verbose", "max_iter", "device", "comm"}
         settings = {k: v for k, v in sorted(self.get_params().items()) if k not in skip}
-        text = json.dumps(settings, default=lambda v: type(v).__name__)  # a random_state instance by its type
+        text = json.dumps(settings, default=_setting)
         rows = np.ascontiguousarray(_dense(X))
         targets = np.ascontiguousarray(np.asarray(y, dtype=rows.dtype).reshape(len(rows), -1))
-        data = int(fingerprint(np, rows, targets))
+        weights = np.ones((len(rows), 1), dtype=rows.dtype) if sample_weight is None else sample_weight
+        weights = np.ascontiguousarray(np.asarray(weights, dtype=rows.dtype).reshape(len(rows), 1))
+        data = int(fingerprint(np, rows, targets, weights))
         return mlp_checkpoints.Identity(text, data, tuple((int(a), int(b)) for a, b in (c.shape for c in self.coefs_)))
 
     def _save(self, order: Any, stopped: bool, rng_start: Any, identity: mlp_checkpoints.Identity) -> None:
@@ -377,7 +386,7 @@ class _OnXpbp(_MLP):
             self._optimizer, self._xpbp_optimizer = self._optimizers()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        identity = self._identity(X, y) if self.checkpoint is not None else None
+        identity = self._identity(X, y, sample_weight) if self.checkpoint is not None else None
         saved = None
         if identity is not None and self.resume and os.path.exists(self.checkpoint):
             saved = mlp_checkpoints.read(self.checkpoint, identity)
@@ -388,6 +397,11 @@ class _OnXpbp(_MLP):
         if saved is not None:
             if len(saved.order) != n:
                 raise ValueError(f"{self.checkpoint} is a checkpoint of a run over {len(saved.order)} training rows, not {n}")
+            if int(saved.counters["n_iter"]) > self.max_iter:
+                raise ValueError(
+                    f"{self.checkpoint} is a checkpoint after epoch {saved.counters['n_iter']}, past max_iter={self.max_iter}: "
+                    "give max_iter at least as large, or resume=False"
+                )
             self._restore(saved)
         if self.batch_size == "auto":
             batch_size = min(200, n)
@@ -428,6 +442,13 @@ class _OnXpbp(_MLP):
             with using(net.device), trainer.running():
                 if saved is None or not saved.counters["stopped"]:
                     self._epochs(trainer, net, held, order, incremental, saving)
+                if saved is not None and self.n_iter_ == saved.counters["n_iter"] == self.max_iter:
+                    warnings.warn(  # a finished run resumed: the warning its last epoch gave
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached"
+                        " and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=2,
+                    )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=2)
         except DivergenceError as e:
@@ -518,6 +539,16 @@ class _OnXpbp(_MLP):
         out = np.empty(len(index), dtype=np.float64)
         out[index] = to_numpy(grad)
         return float(to_numpy(cost)), out
+
+
+def _setting(v: Any) -> Any:
+    """A parameter's value as JSON: NumPy numbers as the numbers they are, other objects (a
+    `RandomState`) by their type."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return type(v).__name__
 
 
 def _host(a: Any) -> Any:

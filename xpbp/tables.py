@@ -265,13 +265,14 @@ def _texts(path: Path, delimiter: str, header: bool, t: int, chunk_rows: int) ->
 
 def _is_header(first: list[str], second: list[str] | None, target: str | int | None) -> bool:
     """A header names the target column given by name, or holds a name where the row
-    below holds a number, or holds names only (an empty cell is no name: it may be a
-    missing value, or the header of an index column)."""
+    below holds a number, or holds names only (an empty cell, or `NA` and the like, is no
+    name: it may be a missing value, or the header of an index column)."""
     cells = [c.strip() for c in first]
     if isinstance(target, str) and target in cells and not target.lstrip("-").isdigit():
         return True
-    names = [c != "" and _number(c) is None for c in cells]
-    if all(name or c == "" for name, c in zip(names, cells)) and any(names):
+    missing = [c.lower() in _MISSING for c in cells]  # a missing value is no name
+    names = [not gap and _number(c) is None for c, gap in zip(cells, missing)]
+    if all(name or gap for name, gap in zip(names, missing)) and any(names):
         return True
     return second is not None and any(name and _number(c) is not None for name, c in zip(names, second))
 
