@@ -330,3 +330,57 @@ def test_the_classifiers_lmbda_is_the_networks():
         params[lmbda] = host(net)
     assert all(np.array_equal(a, b) for a, b in zip(host(clf.network_), params[4.0]))
     assert not np.array_equal(host(clf.network_)[0], params[0.0][0])
+
+
+# ---------------------------------------------------------------------- the MPI abort, directly
+
+
+class _World:
+    def __init__(self, size):
+        self.size, self.aborted = size, []
+
+    def Get_size(self):
+        return self.size
+
+    def Get_rank(self):
+        return 1
+
+    def Abort(self, code):
+        self.aborted.append(code)
+
+
+@pytest.mark.parametrize("size, initialized, finalized, aborts", [(2, True, False, [7]), (1, True, False, []),
+                                                                  (2, False, False, []), (2, True, True, [])])
+def test_an_error_on_one_rank_aborts_the_job_only_where_mpi_runs_several(monkeypatch, capsys, size, initialized, finalized,
+                                                                         aborts):
+    """end_job calls MPI_Abort with the CLI's exit code when MPI is running with more than one
+    rank, and does nothing otherwise (a one-process run, MPI never started or already ended)."""
+    import sys
+
+    world = _World(size)
+    fake = types.SimpleNamespace(COMM_WORLD=world, Is_initialized=lambda: initialized, Is_finalized=lambda: finalized)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", fake)
+    monkeypatch.setattr(distributed.time, "sleep", lambda s: None)
+    distributed.end_job(7)
+    assert world.aborted == aborts
+    assert ("rank 1: ending every rank of the job (MPI_Abort)" in capsys.readouterr().err) == bool(aborts)
+
+
+@pytest.mark.parametrize("raised, agreed, code, ended", [(ValueError("bad"), False, 1, [1]), (ValueError("bad"), True, 1, []),
+                                                          (KeyboardInterrupt(), False, 130, [130])])
+def test_the_command_line_ends_the_job_on_an_error_of_one_rank_only(monkeypatch, capsys, raised, agreed, code, ended):
+    """An error one rank alone met, or an interrupt, ends the job; one every rank agreed on is
+    told by rank 0 and ends each rank normally, since none waits for another."""
+    from xpbp import cli
+
+    if agreed:
+        raised.agreed = True
+    calls = []
+    monkeypatch.setattr(distributed, "end_job", calls.append)
+
+    def fails(args):
+        raise raised
+
+    monkeypatch.setattr(cli, "_info", fails)
+    assert cli.main(["info"]) == code
+    assert calls == ended
