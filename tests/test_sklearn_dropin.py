@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
+from conftest import GPU  # noqa: E402
 from scipy import sparse  # noqa: E402
 from sklearn import neural_network as reference  # noqa: E402
 from sklearn.base import clone  # noqa: E402
@@ -121,33 +122,34 @@ def test_the_strict_device_trains_the_same():
     same(cpu, strict, rtol=1e-12)
 
 
-def test_device_arrays_in_give_device_arrays_out(ledger):
+@pytest.mark.parametrize("device", ["strict", pytest.param("cuda", marks=GPU)])
+def test_device_arrays_in_give_device_arrays_out(device):
     from xpbp import backend
 
-    import strict
-
     X, y = DIGITS
-    on = lambda a: backend.to_device(a, "strict")  # noqa: E731
+    on = lambda a: backend.to_device(a, device)  # noqa: E731
+    here = backend.canonical(device)
     cpu = MLPClassifier((16,), max_iter=3, random_state=0).fit(X, y)
-    ours = MLPClassifier((16,), max_iter=3, random_state=0, device="strict").fit(on(X), on(y))
-    same(cpu, ours, rtol=1e-12)
+    ours = MLPClassifier((16,), max_iter=3, random_state=0, device=device).fit(on(X), on(y))
+    same(cpu, ours, rtol=1e-12 if device == "strict" else 1e-9)
     for method in ("predict", "predict_proba", "predict_log_proba"):
         out = getattr(ours, method)(on(X))
-        assert isinstance(out, strict.StrictArray), method  # where the rows came from
-        assert np.array_equal(backend.to_numpy(out), getattr(cpu, method)(X)), method
+        assert backend.device_of(out) == here, method  # where the rows came from
+        exact = dict(rtol=0, atol=0) if device == "strict" else dict(rtol=1e-6, atol=1e-9)  # a GPU sums in its own order
+        np.testing.assert_allclose(backend.to_numpy(out), getattr(cpu, method)(X), **exact)
     assert isinstance(ours.predict(X), np.ndarray)  # NumPy in, NumPy out
-    assert ours.score(on(X), on(y)) == cpu.score(X, y)
+    assert ours.score(on(X), on(y)) == pytest.approx(cpu.score(X, y), abs=0.01)
     ours.partial_fit(on(X), on(y))
     cpu.partial_fit(X, y)
-    same(cpu, ours, rtol=1e-12)
+    same(cpu, ours, rtol=1e-12 if device == "strict" else 1e-9)
     names = np.array(["even", "odd"])[y % 2]  # string labels come back as NumPy arrays
-    labelled = MLPClassifier((8,), max_iter=2, random_state=0, device="strict").fit(on(X), names)
+    labelled = MLPClassifier((8,), max_iter=2, random_state=0, device=device).fit(on(X), names)
     assert labelled.predict(on(X)).dtype.kind == "U"
     Xr, yr = DIABETES
-    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="strict").fit(on(Xr), on(yr))
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device=device).fit(on(Xr), on(yr))
     ref = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(Xr, yr)
-    assert isinstance(reg.predict(on(Xr)), strict.StrictArray)
-    assert np.allclose(backend.to_numpy(reg.predict(on(Xr))), ref.predict(Xr), rtol=1e-12)
+    assert backend.device_of(reg.predict(on(Xr))) == here
+    assert np.allclose(backend.to_numpy(reg.predict(on(Xr))), ref.predict(Xr), rtol=1e-12 if device == "strict" else 1e-9)
     assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")  # as scikit-learn's, for L-BFGS
 
 
