@@ -2,6 +2,7 @@
 warning where the environment forces one older than the CPU's."""
 
 import json
+import os
 
 import pytest
 from test_cli import run
@@ -60,3 +61,43 @@ def test_xpbp_info_reports_the_kernel_in_json_and_in_words():
     assert found["kernel"] == blas.info()["kernel"] and "override" in found
     r = run("info")
     assert f"kernel {found['kernel'] or 'unknown'}" in r.stdout
+
+
+def test_the_native_environment_lacks_only_the_forcing_variables():
+    given = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576", "PATH": "/bin", "OMP_NUM_THREADS": "2"}
+    assert cli.native_environment(given) == {"PATH": "/bin", "OMP_NUM_THREADS": "2"}
+
+
+def test_bench_native_kernel_measures_again_without_the_variables(monkeypatch, tmp_path, capsys):
+    """With a forcing variable set, bench --native-kernel runs the same bench in a child
+    whose environment lacks it, and reports both; without one, it says so and measures once."""
+    import subprocess
+    import types
+
+    from xpbp import bench
+
+    rows = [{"net": [784, 10], "batch": 10, "dtype": "float32", "device": "cpu", "impl": impl, "median": rate,
+             "min": rate, "max": rate, "samples": [rate]} for impl, rate in (("xpbp fit", 1000.0), ("gemm", 2000.0))]
+    monkeypatch.setattr(bench, "run", lambda cells, **k: rows)
+    real = bench.machine
+    forced = {"OPENBLAS_CORETYPE": "Haswell"}
+    monkeypatch.setattr(bench, "machine", lambda: {**real(), "blas": {**blas.info(), "forced_by": forced}})
+    children = []
+
+    def child(argv, env, **kwargs):
+        children.append((argv, env))
+        native = {"machine": {**real(), "blas": {**blas.info(), "kernel": "SkylakeX", "forced_by": {}}}, "cells": [{"x": 1}]}
+        return types.SimpleNamespace(returncode=0, stdout=json.dumps(native), stderr="")
+
+    monkeypatch.setattr(subprocess, "run", child)
+    argv = ["bench", "--sizes", "784,10", "--batch-sizes", "10", "--native-kernel", "--plot", str(tmp_path / "p.png"), "--json"]
+    monkeypatch.setattr(bench, "plot", lambda *a, **k: None)
+    assert cli.main(argv) == 0
+    (command, env), = children
+    assert command[1:] == ["-m", "xpbp", "bench", "--sizes", "784,10", "--batch-sizes", "10", "--json"]  # no flag, no plot
+    assert env == cli.native_environment(os.environ)
+    reported = json.loads(capsys.readouterr().out)
+    assert reported["native"]["machine"]["blas"]["kernel"] == "SkylakeX" and reported["native"]["cells"] == [{"x": 1}]
+    forced.clear()  # nothing forced: no child
+    assert cli.main(["bench", "--sizes", "784,10", "--batch-sizes", "10", "--native-kernel", "--json"]) == 0
+    assert len(children) == 1 and json.loads(capsys.readouterr().out)["native"] is None

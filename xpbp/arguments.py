@@ -345,6 +345,12 @@ def _bench_options(parser: argparse.ArgumentParser) -> None:
     add("--repeats", type=int, default=None, help="rounds per cell (default: 3; with --quick 2)")
     add("--quick", action="store_true", help="a small grid, in well under a minute")
     add(
+        "--native-kernel",
+        action="store_true",
+        help="where a variable forces the BLAS kernel (OPENBLAS_CORETYPE, ...), measure again in a child process "
+        "without it, and show both (default: off; the variable is never changed for this process)",
+    )
+    add(
         "--plot",
         metavar="PNG",
         default=None,

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 import warnings
@@ -41,6 +42,7 @@ from . import (
     tasks,
     validation,
 )
+from .blas import FORCING
 from .network import Network, load
 
 __all__ = ["main"]
@@ -524,7 +526,38 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
         print(bench.table(summary))
         if args.plot:
             print(f"plot drawn in {args.plot}")
-    return {"command": "bench", "machine": machine, "cells": summary, "rows": rows, "plot": args.plot}
+    result = {"command": "bench", "machine": machine, "cells": summary, "rows": rows, "plot": args.plot}
+    if args.native_kernel:
+        result["native"] = _native_bench(args, machine["blas"])
+    return result
+
+
+def _native_bench(args: argparse.Namespace, blas_now: dict[str, Any]) -> dict[str, Any] | None:
+    """`bench` again in a child process whose environment lacks the kernel-forcing variables
+    (None when none is set: the kernel measured is already the native one)."""
+    if not blas_now["forced_by"]:
+        log.info("no variable forces the BLAS kernel: the kernel measured (%s) is the one the library picked", blas_now["kernel"])
+        return None
+    argv, skip = [], False
+    for a in args.argv:  # the same bench, but for what only this process does: the flag itself, JSON, the plot
+        if not skip and a not in ("--native-kernel", "--json", "--plot") and not a.startswith(("--plot=", "--json=")):
+            argv.append(a)
+        skip = a == "--plot"
+    env = native_environment(os.environ)
+    log.info("measuring again without %s ...", ", ".join(blas_now["forced_by"]))
+    child = subprocess.run([sys.executable, "-m", "xpbp", *argv, "--json"], env=env, capture_output=True, text=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"bench without {', '.join(blas_now['forced_by'])} failed: {child.stderr.strip()[-500:]}")
+    native = json.loads(child.stdout)
+    if not args.json:
+        print(f"without {', '.join(blas_now['forced_by'])} (kernel {native['machine']['blas']['kernel'] or 'unknown'}):")
+        print(bench.table(native["cells"]))
+    return {"machine": native["machine"], "cells": native["cells"]}
+
+
+def native_environment(environ: Any) -> dict[str, str]:
+    """`environ` without the variables that force a BLAS kernel (`xpbp.blas.FORCING`)."""
+    return {k: v for k, v in environ.items() if k not in FORCING}
 
 
 def _message(e: BaseException) -> str:
@@ -553,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             "info": _info,
             "bench": _bench,
         }
+        args.argv = argv  # what bench --native-kernel runs again
         result = commands[args.command](args)
     except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError) as e:
         # An error every rank of a distributed run shares is told once, by rank 0; one of a
