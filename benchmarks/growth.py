@@ -14,7 +14,6 @@ It writes ``growth-<machine>.json``, ``.md`` and a plot with the ceiling beside 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -94,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": report.machine(), "sweeps": sweeps}
     print(markdown(results))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        base = args.out / f"growth-{report.slug(results['machine'])}"
-        base.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-        base.with_suffix(".md").write_text(markdown(results))
+        base = report.write_named(results, args.out, "growth", markdown)
         plot(results, base.with_suffix(".png"))
     return 0
 

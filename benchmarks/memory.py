@@ -88,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": report.machine(), "rows": rows}
     print(markdown(results))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        base = args.out / f"memory-{report.slug(results['machine'])}"
-        base.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-        base.with_suffix(".md").write_text(markdown(results))
+        report.write_named(results, args.out, "memory", markdown)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from xpbp import bench
@@ -161,6 +162,16 @@ slug = bench.slug
 def plot(results: dict, path: Path) -> None:
     m = results["machine"]
     bench.plot(results["rows"], path, f"training throughput on {m['cpu']} ({m['cores']} cores)")
+
+
+def write_named(results: dict, out: Path, name: str, markdown: Callable[[dict], str]) -> Path:
+    """`results` as `<name>-<machine>.json` and `.md` (by `markdown`) under `out`; the common
+    stem, for a plot beside them."""
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"{name}-{slug(results['machine'])}"
+    base.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    base.with_suffix(".md").write_text(markdown(results))
+    return base
 
 
 def write(results: dict, out: Path) -> list[Path]:

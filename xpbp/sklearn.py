@@ -443,12 +443,7 @@ class _OnXpbp(_MLP):
                 if saved is None or not saved.counters["stopped"]:
                     self._epochs(trainer, net, held, order, incremental, saving)
                 if saved is not None and self.n_iter_ == saved.counters["n_iter"] == self.max_iter:
-                    warnings.warn(  # a finished run resumed: the warning its last epoch gave
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached"
-                        " and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=2,
-                    )
+                    self._warn_max_iter()  # a finished run resumed: the warning its last epoch gave
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=2)
         except DivergenceError as e:
@@ -488,19 +483,22 @@ class _OnXpbp(_MLP):
                 if not stop:
                     self._no_improvement_count = 0
             if saving is not None:
-                self._store(net)
+                if not self.early_stopping:  # with it, coefs_ were stored from this epoch's θ above
+                    self._store(net)
                 self._save(sample_idx, stop, *saving)
             if stop:
                 break
             if incremental:
                 break
             if self.n_iter_ == self.max_iter:
-                warnings.warn(
-                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached"
-                    " and the optimization hasn't converged yet.",
-                    ConvergenceWarning,
-                    stacklevel=2,
-                )
+                self._warn_max_iter()
+
+    def _warn_max_iter(self) -> None:
+        warnings.warn(
+            f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization hasn't converged yet.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
     def _fit_lbfgs(
         self,
