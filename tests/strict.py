@@ -255,6 +255,7 @@ class StrictBackend(Backend):
 
     name = "strict"
     gather_bytes = CudaBackend.gather_bytes  # as CuPy's: one gather launch for many mini-batches
+    block_bytes = CudaBackend.block_bytes  # as CuPy's: one kernel per operation over the whole layer
 
     @property
     def xp(self):

@@ -39,12 +39,14 @@ def make(device, hidden, output, cost, sizes, m, rng):
     return net, x, y
 
 
-def step_backprop(net, x, y):
+def step_backprop(net, x, y, block_rows=0):
     """The training step's backprop for the gradient of the mean cost (scale 1/m), as
-    copies of its work buffers ``(nabla_b, nabla_w)``."""
+    copies of its work buffers ``(nabla_b, nabla_w)``; with `block_rows`, its hidden
+    layers' elementwise work goes that many rows at a time."""
     with backend.using(net.device):
         x, y = net._inputs.pair(x, y)
-        work = Workspace(net.sizes, net._sigmas, net._cost, net.xp, net.dtype)
+        block_bytes = block_rows * x.shape[1] * net.dtype.itemsize
+        work = Workspace(net.sizes, net._sigmas, net._cost, net.xp, net.dtype, block_bytes)
         work.backprop(net.weights, net.biases, x, y, 1.0 / x.shape[1])
         return [g.copy() for g in work.nabla_b], [g.copy() for g in work.nabla_w]
 
@@ -150,14 +152,18 @@ def test_matches_pytorch_autograd(device, backprop, combo, rng):
 @pytest.mark.parametrize("combo", COMBOS, ids=ids)
 def test_training_step_backprop_equals_the_book_bit_for_bit(device, combo, rng):
     """The work-buffer backprop of fit and the book's allocating one compute the same
-    floating-point operations in the same order, at any batch size, buffers reused."""
+    floating-point operations in the same order, at any batch size, buffers reused, and
+    with the hidden layers' elementwise work in blocks of rows (one row, or two with a
+    short last block) as on a CPU for a large layer."""
     hidden, output, cost, sizes = combo
     for dtype in ("float32", "float64"):
         net = xpbp.Network(sizes, activation=hidden, output_activation=output, cost=cost, dtype=dtype, device=device, seed=3)
         for m in (5, 1, 5):
             _, x, y = make(device, hidden, output, cost, sizes, m, rng)
-            for got, want in zip(sum(step_backprop(net, x, y), []), sum(net.backprop(x, y), [])):
-                assert got.dtype == want.dtype and np.array_equal(to_numpy(got), to_numpy(want))
+            want = sum(net.backprop(x, y), [])
+            for block_rows in (0, 1, 2):
+                for got, w in zip(sum(step_backprop(net, x, y, block_rows), []), want):
+                    assert got.dtype == w.dtype and np.array_equal(to_numpy(got), to_numpy(w))
 
 
 @pytest.mark.parametrize("combo", [c for c in COMBOS if c[3] != [4, 3]], ids=ids)

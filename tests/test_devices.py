@@ -117,6 +117,28 @@ def test_a_gpu_epoch_gathers_its_mini_batches_in_few_launches(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(host(nets["cpu"]), host(nets["strict"])))
 
 
+def test_a_cpu_fit_takes_a_large_hidden_layer_through_its_elementwise_work_in_blocks(monkeypatch):
+    """On the CPU, a hidden layer whose z outgrows `Backend.block_bytes` is biased,
+    activated and multiplied by σ′ a block of rows at a time (each block hot in cache);
+    a GPU, as CuPy, runs each operation once over the whole layer. Both train the same
+    bits as the CPU without blocks (here with momentum)."""
+    X, y = blobs(600)
+    X = X.astype(np.float64)
+    kwargs = dict(FIT, batch_size=30, momentum=0.9)
+    assert backend.block_bytes("cpu") > 0 and backend.block_bytes("strict:0") == 0
+    nets = {}
+    for name, device, block in (("blocks", "cpu", 1024), ("whole", "cpu", 0), ("strict", "strict", None)):
+        if block is not None:
+            monkeypatch.setattr(backend._BACKENDS["cpu"], "block_bytes", block)
+        nets[name] = xpbp.Network([4, 24, 24, 3], activation="tanh", device=device, seed=1)
+        nets[name].fit(X, y, epochs=2, **kwargs)
+    layers = nets["blocks"]._work._batch(30)
+    assert [len(layer.blocks) for layer in layers[:-1]] == [3, 3] and layers[-1].blocks is None  # 1 KiB: 8 rows of 30 float32
+    assert all(layer.blocks is None for layer in nets["whole"]._work._batch(30))
+    for other in ("whole", "strict"):
+        assert all(np.array_equal(a, b) for a, b in zip(host(nets["blocks"]), host(nets[other])))
+
+
 def test_predicting_host_rows_sends_them_a_chunk_at_a_time():
     """Rows on the host go to the device a chunk (`xpbp.model.CHUNK`) at a time: a device
     that cannot hold all of X at once still predicts them, as the CPU does."""

@@ -107,6 +107,10 @@ class Backend:
     # Bytes of examples an epoch gathers in one call: on the CPU a block that stays in
     # cache for its mini-batches' steps; on a GPU one launch for many mini-batches.
     gather_bytes = 1 << 18
+    # Bytes of a hidden layer's z (or δ) that its elementwise work takes a block at a time:
+    # on the CPU a block of rows that stays in cache from its first operation to its last;
+    # on a GPU none (0), each operation being one kernel over the whole layer.
+    block_bytes = 1 << 18
 
     @property
     def xp(self) -> ModuleType:
@@ -161,6 +165,7 @@ class CudaBackend(Backend):
 
     name = "cuda"
     gather_bytes = 1 << 26
+    block_bytes = 0
 
     def __init__(self) -> None:
         self._kernels: dict[Fused, Callable[..., None]] = {}
@@ -386,6 +391,12 @@ def get_array_module(a: Any) -> ModuleType:
 def gather_bytes(device: str) -> int:
     """How many bytes of examples an epoch on `device` gathers at once (`Backend.gather_bytes`)."""
     return _split(canonical(device))[0].gather_bytes
+
+
+def block_bytes(device: str) -> int:
+    """How many bytes of a hidden layer the training step on `device` takes through its
+    elementwise work at once (`Backend.block_bytes`; 0: the whole layer)."""
+    return _split(canonical(device))[0].block_bytes
 
 
 def device_of(a: Any) -> str:

@@ -85,7 +85,9 @@ class Trainer:
         its last run), the optimizer's, the regularisation term's, and early stopping's
         copy of the best θ."""
         model = self.model
-        self.workspace = workspace or Workspace(model.sizes, model.sigmas, model.cost, model.xp, model.dtype)
+        self.workspace = workspace or Workspace(
+            model.sizes, model.sigmas, model.cost, model.xp, model.dtype, backend.block_bytes(model.device)
+        )
         self.theta = self.params.theta
         self.weights, self.biases = self.workspace.layout.split(self.params.views)
         self.workspace.keep(self.run.batch_sizes)

@@ -9,7 +9,13 @@ temporaries would cost a page fault per 4 KB on every step):
   (`Layout`), so that one array operation updates every w and b at once;
 - each layer's z, a and δ (and, with dropout, each hidden layer's mask) for
   mini-batches of m examples, kept for the run's batch size and its short last batch
-  only.
+  only;
+- on the CPU, a hidden layer larger than `backend.block_bytes` goes through its
+  elementwise work (z + b and σ after the forward product, BP2's ⊙ σ′ and BP3 after
+  the backward one) a block of rows at a time, so that each block stays in cache from
+  its first operation to its last instead of every operation streaming the whole layer
+  through memory (the same values: the operations are elementwise, and each row's sum
+  is taken whole).
 
 `tests/test_backprop.py` holds `Workspace.backprop` equal to
 `Network.backprop`, bit for bit.
@@ -118,6 +124,7 @@ class _Layer:
     nabla_b: Any
     sigma: Activation
     mask: Any = None
+    blocks: tuple[slice, ...] | None = None  # row blocks for the elementwise work of a large hidden layer
 
 
 class Workspace:
@@ -126,9 +133,12 @@ class Workspace:
     the batch sizes of the current run. Make it, and call it, with the network's device
     current."""
 
-    def __init__(self, sizes: Sequence[int], sigmas: Sequence[Activation], cost: Cost, xp: Any, dtype: np.dtype) -> None:
+    def __init__(
+        self, sizes: Sequence[int], sigmas: Sequence[Activation], cost: Cost, xp: Any, dtype: np.dtype, block_bytes: int = 0
+    ) -> None:
         self.layout = Layout(tuple(sizes))
         self.sigmas, self.cost, self.xp, self.dtype = list(sigmas), cost, xp, dtype
+        self.block_bytes = block_bytes  # `backend.block_bytes` of the device; 0: no blocks
         self.grad = self.layout.zeros(xp, dtype)
         self.nabla_w, self.nabla_b = self.layout.split(self.layout.views(self.grad))
         self._batches: dict[int, list[_Layer]] = {}
@@ -142,7 +152,17 @@ class Workspace:
             buffer = lambda n: self.xp.empty((n, m), dtype=self.dtype)  # noqa: E731
             layers = zip(self.layout.sizes[1:], self.nabla_w, self.nabla_b, self.sigmas)
             self._batches[m] = [_Layer(buffer(n), buffer(n), buffer(n), w, b, sigma) for n, w, b, sigma in layers]
+            for l, n in enumerate(self.layout.sizes[1:-1]):  # hidden layers only: softmax is not elementwise
+                self._batches[m][l] = dataclasses.replace(self._batches[m][l], blocks=self._blocks(n, m))
         return self._batches[m]
+
+    def _blocks(self, n: int, m: int) -> tuple[slice, ...] | None:
+        """Row blocks of an `(n, m)` layer of at most `block_bytes` each, or None where one
+        block would hold it all."""
+        if not self.block_bytes:
+            return None
+        rows = max(1, self.block_bytes // (m * self.dtype.itemsize))
+        return tuple(slice(i, i + rows) for i in range(0, n, rows)) if rows < n else None
 
     def masks(self, m: int) -> list[Any]:
         """The dropout masks' buffers for mini-batches of m examples, one `(n, m)` per
@@ -180,8 +200,11 @@ class Workspace:
         activations = [x]
         for w, b, layer in zip(weights, biases, layers):
             z = matmul(w, activations[-1], out=layer.z)
-            z += b
-            activations.append(layer.sigma.into(z, out=layer.a))
+            if layer.blocks is None:
+                z += b
+                activations.append(layer.sigma.into(z, out=layer.a))
+            else:
+                activations.append(self._activate(layer, z, b))
         # BP1, with the scale folded in once; BP2 carries it to every layer.
         last = layers[-1]
         delta = self.cost.delta(last.z, activations[-1], y, last.sigma, out=last.delta)  # BP1
@@ -192,11 +215,38 @@ class Workspace:
             layer = layers[l]
             if layer is not last:
                 delta = matmul(weights[l + 1].T, delta, out=layer.delta)
-                # σ′(zˡ) is written over zˡ, which nothing needs after it.
-                delta *= layer.sigma.prime(layer.z, activations[l + 1], out=layer.z)  # BP2
-            delta.sum(axis=1, keepdims=True, out=layer.nabla_b)  # BP3
+                if layer.blocks is None:
+                    # σ′(zˡ) is written over zˡ, which nothing needs after it.
+                    delta *= layer.sigma.prime(layer.z, activations[l + 1], out=layer.z)  # BP2
+            if layer.blocks is None:
+                delta.sum(axis=1, keepdims=True, out=layer.nabla_b)  # BP3
+            else:
+                self._hidden_delta(layer, delta, activations[l + 1])  # BP2 and BP3, a block at a time
             matmul(delta, activations[l].T, out=layer.nabla_w)  # BP4
         return activations[-1]
+
+    @staticmethod
+    def _activate(layer: _Layer, z: Any, b: Any) -> Any:
+        """z += b, then aˡ = σ(zˡ) into the layer's a, for a large hidden layer: a block of
+        its rows at a time, each block hot in cache from the first operation to the last.
+        The values are the same, elementwise, as over the whole layer at once."""
+        assert layer.blocks is not None
+        for rows in layer.blocks:
+            zr = z[rows]
+            zr += b[rows]
+            layer.sigma.into(zr, out=layer.a[rows])
+        return layer.a
+
+    @staticmethod
+    def _hidden_delta(layer: _Layer, delta: Any, a: Any) -> None:
+        """BP2's Hadamard product and BP3 for a large hidden layer, given `delta` = wˡ⁺¹ᵀ δˡ⁺¹
+        and its aˡ = σ(zˡ), a block of rows at a time as in `_activate`; σ′(zˡ) is written
+        over zˡ, which nothing needs after it. Each row's sum is the same as over the whole."""
+        assert layer.blocks is not None
+        for rows in layer.blocks:
+            d = delta[rows]
+            d *= layer.sigma.prime(layer.z[rows], a[rows], out=layer.z[rows])  # BP2
+            d.sum(axis=1, keepdims=True, out=layer.nabla_b[rows])  # BP3
 
     def _dropped(self, weights: list[Any], biases: list[Any], x: Any, y: Any, scale: float, masks: list[Any], weight: Any) -> Any:
         """`backprop` with dropout. σ′(zˡ) is taken in the forward pass, from σ(zˡ)
