@@ -139,6 +139,18 @@ def test_a_cpu_fit_takes_a_large_hidden_layer_through_its_elementwise_work_in_bl
         assert all(np.array_equal(a, b) for a, b in zip(host(nets["blocks"]), host(nets[other])))
 
 
+def test_an_empty_share_of_a_mini_batch_steps_on_a_cpu_that_blocks_its_layers():
+    """A rank's share of a short last mini-batch may hold no example: its step, with
+    blocks on, gives a zero gradient (before, a division by its m = 0 hung the other ranks)."""
+    from xpbp.workspace import Workspace
+
+    net = xpbp.Network([4, 24, 3], activation="tanh", dtype="float64", device="cpu", seed=1)
+    work = Workspace(net.sizes, net._sigmas, net._cost, net.xp, net.dtype, backend.block_bytes("cpu"))
+    work.grad[...] = 1.0
+    work.backprop(net.weights, net.biases, np.zeros((4, 0)), np.zeros((3, 0)), 1.0)
+    assert not work.grad.any()
+
+
 def test_predicting_host_rows_sends_them_a_chunk_at_a_time():
     """Rows on the host go to the device a chunk (`xpbp.model.CHUNK`) at a time: a device
     that cannot hold all of X at once still predicts them, as the CPU does."""

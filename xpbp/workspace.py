@@ -159,7 +159,7 @@ class Workspace:
     def _blocks(self, n: int, m: int) -> tuple[slice, ...] | None:
         """Row blocks of an `(n, m)` layer of at most `block_bytes` each, or None where one
         block would hold it all."""
-        if not self.block_bytes:
+        if not self.block_bytes or not m:  # m = 0: a rank's empty share of a short last batch
             return None
         rows = max(1, self.block_bytes // (m * self.dtype.itemsize))
         return tuple(slice(i, i + rows) for i in range(0, n, rows)) if rows < n else None
