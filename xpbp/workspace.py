@@ -10,8 +10,8 @@ temporaries would cost a page fault per 4 KB on every step):
 - each layer's z, a and δ (and, with dropout, each hidden layer's mask) for
   mini-batches of m examples, kept for the run's batch size and its short last batch
   only;
-- on the CPU, a hidden layer larger than `backend.block_bytes` goes through its
-  elementwise work (z + b and σ after the forward product, BP2's ⊙ σ′ and BP3 after
+- on the CPU and without dropout, a hidden layer larger than `backend.block_bytes`
+  goes through its elementwise work (z + b and σ after the forward product, BP2's ⊙ σ′ and BP3 after
   the backward one) a block of rows at a time, so that each block stays in cache from
   its first operation to its last instead of every operation streaming the whole layer
   through memory (the same values: the operations are elementwise, and each row's sum
@@ -150,10 +150,10 @@ class Workspace:
     def _batch(self, m: int) -> list[_Layer]:
         if m not in self._batches:
             buffer = lambda n: self.xp.empty((n, m), dtype=self.dtype)  # noqa: E731
-            layers = zip(self.layout.sizes[1:], self.nabla_w, self.nabla_b, self.sigmas)
-            self._batches[m] = [_Layer(buffer(n), buffer(n), buffer(n), w, b, sigma) for n, w, b, sigma in layers]
-            for l, n in enumerate(self.layout.sizes[1:-1]):  # hidden layers only: softmax is not elementwise
-                self._batches[m][l] = dataclasses.replace(self._batches[m][l], blocks=self._blocks(n, m))
+            sizes = self.layout.sizes[1:]
+            blocks = [self._blocks(n, m) for n in sizes[:-1]] + [None]  # not the output layer: softmax is not elementwise
+            layers = zip(sizes, self.nabla_w, self.nabla_b, self.sigmas, blocks)
+            self._batches[m] = [_Layer(buffer(n), buffer(n), buffer(n), w, b, s, blocks=k) for n, w, b, s, k in layers]
         return self._batches[m]
 
     def _blocks(self, n: int, m: int) -> tuple[slice, ...] | None:
